@@ -1,0 +1,31 @@
+// Package lab is the l2lb test lab: real network namespaces on a Linux bridge,
+// and, for end-to-end tests, a real etcd and kube-apiserver on the same
+// machine.
+//
+// [Network] builds the Layer 2 segment only, in about a second: a bridge in
+// the root namespace carrying 198.51.100.1/24 and 2001:db8:100::1/64, one
+// client namespace (198.51.100.2, 2001:db8:100::2) and one namespace per node
+// (198.51.100.11+i, 2001:db8:100::11+i, the IPv6 address reusing the IPv4
+// digits), each with a veth renamed to eth0. Node namespaces behave like a
+// kube-proxy node with strictARP (arp_ignore=1, arp_announce=2), so addresses
+// bound on lo are not answered for by the kernel. Only documentation
+// addresses are used, nothing is routed off the machine, and IPv6 addresses
+// skip duplicate address detection so tests never wait for it.
+// 198.51.100.200-250 and 2001:db8:100::200-2ff are left to the tests for
+// Service IPs.
+//
+// [Start] adds etcd and kube-apiserver (built by test/kubebin/build.sh), the
+// RBAC of examples/rbac.yaml, a kubeconfig per node carrying a token of the
+// kube-system/l2lbd ServiceAccount, and Ready Node objects.
+//
+// Only one lab exists on a machine at a time: go test runs packages in
+// parallel processes, so Network and Start take an exclusive flock on
+// /run/l2lb-lab.lock and wait (bounded) for it. Every name carries a short run
+// id; everything created is removed by id at test cleanup, on failure and on
+// SIGINT/SIGTERM too. Leftovers of a run that was killed outright are removed
+// by the next lab and by `make lab-clean`.
+//
+// Everything needs root and the tools ip, arping, ndisc6 and curl (plus etcd
+// for Start); without them the lab fails the test and says so, it never
+// skips.
+package lab
