@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a Debian/Ubuntu machine, as root,
+# idempotently: Debian packages only when a command is missing (retrying the
+# mirror, which is sometimes unreachable for a minute), then the cached
+# kube-apiserver and kubectl build. Prints nothing when everything is present.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+# command -> Debian package
+declare -A need=(
+	[etcd]=etcd-server
+	[arping]=iputils-arping
+	[ping]=iputils-ping
+	[ndisc6]=ndisc6
+	[tcpdump]=tcpdump
+	[ip]=iproute2
+	[curl]=curl
+	[make]=make
+	[gcc]=gcc
+)
+missing=()
+for cmd in "${!need[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+
+apt_retry() {
+	local i
+	for i in 1 2 3 4 5; do
+		if "$@"; then return 0; fi
+		echo "deps.sh: '$*' failed (attempt $i/5); retrying in $((i * 10))s" >&2
+		sleep $((i * 10))
+	done
+	return 1
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps.sh: missing ${missing[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "deps.sh: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt_retry apt-get update -qq
+	apt_retry apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+"$here/kubebin/build.sh" >/dev/null
