@@ -1,0 +1,225 @@
+package netio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+// Wire layout of an Ethernet frame carrying ARP for IPv4 over Ethernet
+// (RFC 826), the only kind answered.
+const (
+	ethHeaderLen = 14
+	arpLen       = 28
+	arpFrameLen  = ethHeaderLen + arpLen
+	// Replies are padded to the Ethernet minimum, as mdlayher/ethernet
+	// does, rather than trusting every driver to pad.
+	minFrameLen = 60
+
+	etherTypeARP  = 0x0806
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+
+	arpRequest = 1
+	arpReply   = 2
+)
+
+// iface is the interface a responder serves. Its MAC is fixed for the
+// responder's life: a MAC change re-opens the responder.
+type iface struct {
+	name  string
+	index int
+	mac   net.HardwareAddr
+}
+
+// env is what responders share with their Announcer.
+type env struct {
+	view *view
+	// report hands a conflict to the Announcer; it must not block.
+	report func(Conflict)
+}
+
+// arpResponder answers ARP on one interface. Its packet path (serve, handle)
+// runs on one goroutine; announce may run concurrently on another.
+type arpResponder struct {
+	ifi   iface
+	conn  net.PacketConn
+	env   env
+	stats *counters
+	out   [minFrameLen]byte
+	dst   packet.Addr
+}
+
+// listenARP opens the AF_PACKET socket an ARP responder reads from.
+func listenARP(ifi iface) (net.PacketConn, error) {
+	return listenPacket(ifi, etherTypeARP, arpFilter)
+}
+
+// newARPResponder serves ARP on ifi through conn, which delivers and takes
+// whole Ethernet frames (as listenARP's socket does).
+func newARPResponder(ifi iface, conn net.PacketConn, e env, stats *counters) *arpResponder {
+	return &arpResponder{ifi: ifi, conn: conn, env: e, stats: stats}
+}
+
+// serve reads and handles frames until the conn fails or is closed.
+func (r *arpResponder) serve() error {
+	return readLoop(r.conn, r.handle)
+}
+
+// handle acts on one received frame. Anything that is not well-formed ARP
+// for IPv4 over Ethernet is ignored.
+func (r *arpResponder) handle(f []byte) {
+	if len(f) < arpFrameLen || binary.BigEndian.Uint16(f[12:14]) != etherTypeARP {
+		return
+	}
+	a := f[ethHeaderLen:arpFrameLen]
+	if binary.BigEndian.Uint16(a[0:2]) != 1 || binary.BigEndian.Uint16(a[2:4]) != etherTypeIPv4 || a[4] != 6 || a[5] != 4 {
+		return
+	}
+	op := binary.BigEndian.Uint16(a[6:8])
+	sha := a[8:14]
+	spa := netip.AddrFrom4([4]byte(a[14:18]))
+	tpa := netip.AddrFrom4([4]byte(a[24:28]))
+
+	mine := bytes.Equal(sha, r.ifi.mac)
+	// Any ARP whose sender claims an owned IP from another MAC is a
+	// conflict: a reply, a gratuitous request or reply, or an ordinary
+	// request from a host that has the IP configured (RFC 5227 2.4).
+	if !mine && spa.IsValid() && !spa.IsUnspecified() && r.env.view.owns(spa, r.ifi.name) {
+		r.stats.conflicts.Add(1)
+		r.env.report(Conflict{IP: spa, MAC: bytes.Clone(sha), Interface: r.ifi.name})
+	}
+	if op != arpRequest {
+		return
+	}
+	r.stats.requests.Add(1)
+	switch {
+	case mine, sha[0]&1 != 0:
+		// Our own frame, or a sender that cannot be answered by unicast.
+		return
+	case spa == tpa:
+		// A gratuitous request from someone else: reported above, never
+		// answered; yielding or defending is the daemon's call.
+		return
+	case !r.env.view.answers(tpa, r.ifi.name):
+		return
+	}
+	putARP(r.out[:], arpReply, r.ifi.mac, tpa, sha, spa, sha)
+	r.dst.HardwareAddr = sha
+	if _, err := r.conn.WriteTo(r.out[:], &r.dst); err != nil {
+		// Nothing to do per packet; the read side notices a dead socket.
+		return
+	}
+	r.stats.replies.Add(1)
+}
+
+// putARP writes an ARP frame for IPv4 over Ethernet into b (at least
+// arpFrameLen bytes) addressed to the Ethernet destination ethDst. Answers are built here
+// without allocating; arp_test.go checks the bytes against mdlayher/arp.
+func putARP(b []byte, op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr, ethDst net.HardwareAddr) {
+	copy(b[0:6], ethDst)
+	copy(b[6:12], sha)
+	binary.BigEndian.PutUint16(b[12:14], etherTypeARP)
+	a := b[ethHeaderLen:]
+	binary.BigEndian.PutUint16(a[0:2], 1)
+	binary.BigEndian.PutUint16(a[2:4], etherTypeIPv4)
+	a[4], a[5] = 6, 4
+	binary.BigEndian.PutUint16(a[6:8], op)
+	copy(a[8:14], sha)
+	s, t := spa.As4(), tpa.As4()
+	copy(a[14:18], s[:])
+	copy(a[18:24], tha)
+	copy(a[24:28], t[:])
+}
+
+// announce broadcasts one gratuitous ARP request for ip (sender = target =
+// ip, target hardware address zero as RFC 5227 asks), the form every
+// neighbour cache that has an entry for ip updates from.
+func (r *arpResponder) announce(ip netip.Addr) error {
+	p, err := arp.NewPacket(arp.OperationRequest, r.ifi.mac, ip, make(net.HardwareAddr, 6), ip)
+	if err != nil {
+		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+	}
+	payload, err := p.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+	}
+	f := ethernet.Frame{
+		Destination: ethernet.Broadcast,
+		Source:      r.ifi.mac,
+		EtherType:   ethernet.EtherTypeARP,
+		Payload:     payload,
+	}
+	b, err := f.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+	}
+	if _, err := r.conn.WriteTo(b, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
+		return fmt.Errorf("send gratuitous ARP for %s on %s: %w", ip, r.ifi.name, err)
+	}
+	r.stats.announcements.Add(1)
+	return nil
+}
+
+// readLoop feeds every frame read from conn to handle until reading fails.
+// Frames longer than the buffer arrive truncated and fail validation; no
+// frame that is answered comes near that size.
+func readLoop(conn net.PacketConn, handle func([]byte)) error {
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if errors.Is(err, unix.ENETDOWN) {
+			// Reported once when the link goes down; the socket
+			// works again when it comes up, and the Announcer
+			// re-opens it anyway.
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		handle(buf[:n])
+	}
+}
+
+// listenPacket opens an AF_PACKET socket for whole Ethernet frames of one
+// EtherType on ifi, with filter attached before it is bound, that does not
+// see the frames this host sends.
+func listenPacket(ifi iface, etherType int, filter []bpfInstruction) (net.PacketConn, error) {
+	nifi := &net.Interface{Index: ifi.index, Name: ifi.name, HardwareAddr: ifi.mac}
+	c, err := packet.Listen(nifi, packet.Raw, etherType, &packet.Config{Filter: filter})
+	if err != nil {
+		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
+	}
+	// Without this every reply and announcement we send, and every
+	// request the host's own kernel sends, would come back to us.
+	if err := setIgnoreOutgoing(c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
+	}
+	return c, nil
+}
+
+func setIgnoreOutgoing(c *packet.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("set PACKET_IGNORE_OUTGOING: %w", serr)
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+// Package netio is the data plane of l2lb: it makes the IPs this node owns
+// resolvable on its Layer 2 segments and nothing else.
+//
+// An [Announcer] holds the desired set (IP -> interface name). For every
+// interface named in it, it opens one responder per family:
+//
+//   - IPv4: an AF_PACKET socket bound to ARP (RFC 826). Requests for owned IPs
+//     are answered with the receiving interface's MAC, unicast to the
+//     requester; RFC 5227 probes (sender 0.0.0.0) are answered too, which is
+//     how the owner of an address defends it.
+//   - IPv6: an AF_PACKET socket with a classic BPF filter for Neighbor
+//     Solicitations and Advertisements (RFC 4861). A socket of that kind sees
+//     both multicast solicitations and the unicast NUD probes addressed to the
+//     IP itself, which the kernel never hands to an ICMPv6 socket for an
+//     address it does not own. The solicited-node group of every owned IP is
+//     joined on the interface (IPV6_JOIN_GROUP, so NIC filters open and
+//     MLD-snooping switches forward). Solicitations are validated as RFC 4861
+//     7.1.1 says and answered with Solicited and Override set and the target
+//     link-layer option. Duplicate address detection probes (source ::) are
+//     answered as RFC 4861 7.2.4 requires for an address in use: to ff02::1,
+//     Solicited clear, so the prober learns the address is taken. Advertisements
+//     are sourced from the target address itself, as Linux does for its own
+//     addresses, so no link-local address is needed (no bind race on a
+//     link-local that is still tentative).
+//
+// An IP is answered for only on the interface the desired set names, and
+// never when the host itself has it configured on an interface that does
+// neighbour resolution (anything but loopback and NOARP devices such as
+// kube-ipvs0): there the kernel answers, and a second answer could only be
+// wrong.
+//
+// When an IP enters the set, or its interface comes (back) up, the Announcer
+// sends a burst of gratuitous ARP requests (sender = target = IP, broadcast)
+// or unsolicited Neighbor Advertisements (to ff02::1, Override set), and
+// optionally repeats them periodically so switch MAC tables do not age out.
+// Another MAC claiming an owned IP (ARP with that sender IP, NA for that
+// target) is reported as a [Conflict].
+//
+// The packet path reads the desired set through an atomic pointer, takes no
+// lock, allocates nothing, and never logs. Frames are parsed and built at
+// fixed offsets for that reason; github.com/mdlayher/arp and
+// github.com/mdlayher/ndp build the (rare) announcements and serve as the
+// reference the hand-written path is tested and fuzzed against.
+package netio
