@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -126,11 +127,19 @@ func Parse(file string, data []byte, hostname string) (*Config, error) {
 	if len(problems) > 0 {
 		slices.SortStableFunc(problems, func(a, b error) int {
 			pa, pb := a.(*Problem), b.(*Problem)
-			return cmp.Or(cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col))
+			return cmp.Or(cmp.Compare(placeKey(pa.Line), placeKey(pb.Line)), cmp.Compare(pa.Col, pb.Col))
 		})
 		return nil, errors.Join(problems...)
 	}
 	return &c, nil
+}
+
+// placeKey orders problems by line, those without a position last.
+func placeKey(line int) int {
+	if line == 0 {
+		return math.MaxInt
+	}
+	return line
 }
 
 // findTabIndent reports the first tab used for indentation, which YAML forbids

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -96,7 +97,7 @@ func (v *validator) interfaces(path string, names []string) {
 type span struct {
 	r    Range
 	path string
-	pool int
+	pool, addr int // indexes, for reporting the later of two overlapping entries
 }
 
 func (v *validator) pools(c *Config) {
@@ -121,7 +122,7 @@ func (v *validator) pools(c *Config) {
 			if !r.First.IsValid() {
 				continue // failed to parse, already reported
 			}
-			spans = append(spans, span{r: r, path: fmt.Sprintf("%s.addresses[%d]", path, j), pool: i})
+			spans = append(spans, span{r: r, path: fmt.Sprintf("%s.addresses[%d]", path, j), pool: i, addr: j})
 		}
 		if p.Interface != "" {
 			v.check(path+".interface", p.Interface, interfaceName)
@@ -155,7 +156,11 @@ func (v *validator) overlaps(spans []span) {
 	for i := range spans {
 		s := &spans[i]
 		if reach != nil && reach.r.Overlaps(s.r) {
-			v.fail(s.path, "%s overlaps %s (%s)", s.r, reach.r, reach.path)
+			a, b := reach, s
+			if cmp.Or(cmp.Compare(a.pool, b.pool), cmp.Compare(a.addr, b.addr)) > 0 {
+				a, b = b, a
+			}
+			v.fail(b.path, "%s overlaps %s (%s)", b.r, a.r, a.path)
 		}
 		if reach == nil || reach.r.First.BitLen() != s.r.First.BitLen() || reach.r.Last.Less(s.r.Last) {
 			reach = s
