@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "run":
-		return cmdRun(args[1:], stderr)
+		return cmdRun(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
 	case "version":
@@ -84,9 +84,9 @@ func flags(name, summary string, args []string, stdout, stderr io.Writer, define
 	return fs, 0, true
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
+func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var path string
-	_, code, ok := flags("run [--config PATH]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stderr, stderr, func(fs *flag.FlagSet) {
+	_, code, ok := flags("run [--config PATH]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&path, "config", config.DefaultPath, "configuration file")
 	})
 	if !ok {

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the tests run this binary as l2lbd itself.
+func TestMain(m *testing.M) {
+	if os.Getenv("L2LBD_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("nodeName: n1\npools:\n  - name: lan\n    addresses: [198.51.100.200/29, \"2001:db8:100::/120\"]\n    interface: eth0\n"), 0o644)
+	os.WriteFile(bad, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.7/24]\n    intreface: eth0\nannounce:\n  count: 0\n"), 0o644)
+
+	tests := []struct {
+		args       []string
+		code       int
+		stdout     []string // substrings
+		stderr     []string
+		stderrOnly bool
+	}{
+		{args: []string{"check", "--config", good}, code: 0, stdout: []string{
+			good + ": ok (digest ",
+			"node n1 serves class l2lb.dev/layer2 and LoadBalancer Services with no class",
+			"pools: 1",
+			"lan  8 IPv4  256 IPv6  on eth0  auto-assign  all namespaces",
+			"addresses: 8 IPv4, 256 IPv6",
+		}},
+		{args: []string{"check", "--config", bad}, code: 1, stderr: []string{
+			bad + `:3:17: pools[0].addresses[0]: "198.51.100.7/24" has host bits set; did you mean 198.51.100.0/24?`,
+			bad + `:4:5: pools[0].intreface: unknown field; did you mean "interface"?`,
+			bad + ":6:10: announce.count: must be between 1 and 100, got 0",
+			bad + ": 3 problem(s); not valid",
+		}},
+		{args: []string{"check", "--config", filepath.Join(dir, "missing.yaml")}, code: 1, stderr: []string{"no such file or directory"}},
+		{args: []string{"check", "--help"}, code: 0, stdout: []string{"Usage: l2lbd check", "-config string", "/etc/l2lb/l2lbd.yaml"}},
+		{args: []string{"run", "--help"}, code: 0, stdout: []string{"Usage: l2lbd run", "SIGHUP reloads"}},
+		{args: []string{"version", "--help"}, code: 0, stdout: []string{"Usage: l2lbd version"}},
+		{args: []string{"version"}, code: 0, stdout: []string{"l2lbd "}},
+		{args: []string{"--help"}, code: 0, stdout: []string{"l2lbd check   [--config PATH]"}},
+		{args: []string{}, code: 2, stderr: []string{"Usage:"}},
+		{args: []string{"frob"}, code: 2, stderr: []string{`unknown command "frob"`}},
+		{args: []string{"check", "--config"}, code: 2, stderr: []string{"flag needs an argument"}},
+		{args: []string{"check", "extra"}, code: 2, stderr: []string{`unexpected argument "extra"`}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			for _, want := range tc.stdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+				}
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestRunLifecycle runs l2lbd run as a process: it starts, picks up a good
+// edit, refuses a bad one, reloads on SIGHUP and exits cleanly on SIGTERM.
+func TestRunLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l2lbd.yaml")
+	conf := func(node string) []byte {
+		return []byte("nodeName: " + node + "\npools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n")
+	}
+	os.WriteFile(path, conf("first"), 0o644)
+
+	cmd := exec.Command(os.Args[0], "run", "--config", path)
+	cmd.Env = append(os.Environ(), "L2LBD_AS_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(substr string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("l2lbd exited before logging %q", substr)
+				}
+				if strings.Contains(l, substr) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("l2lbd did not log %q within 10s", substr)
+			}
+		}
+	}
+
+	expect(`msg="l2lbd starting"`)
+	// The watch is up once a SIGHUP round-trips through the reload path.
+	cmd.Process.Signal(syscall.SIGHUP)
+	expect("config unchanged from the one in force")
+
+	os.WriteFile(path, conf("second"), 0o644)
+	expect(`msg="config reloaded"`)
+
+	os.WriteFile(path, []byte("pools: [\n"), 0o644)
+	expect("invalid YAML")
+	expect("config reload refused; keeping the last good config")
+
+	os.WriteFile(path, conf("third"), 0o644)
+	expect(`msg="config reloaded"`)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	expect(`msg="l2lbd stopped"`)
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
+
+// TestRunRefusesBadConfig: the daemon does not start on a broken file, and says why.
+func TestRunRefusesBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l2lbd.yaml")
+	os.WriteFile(path, []byte("pools: []\n"), 0o644)
+	cmd := exec.Command(os.Args[0], "run", "--config", path)
+	cmd.Env = append(os.Environ(), "L2LBD_AS_MAIN=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &out
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit code 1, got %v", err)
+	}
+	if !strings.Contains(out.String(), "pools: at least one pool is required") {
+		t.Errorf("output does not name the problem:\n%s", &out)
+	}
+}
