@@ -99,6 +99,11 @@ func parseNeighbor(f []byte) (neighborMsg, bool) {
 	}
 	m.src = netip.AddrFrom16([16]byte(ip[8:24]))
 	m.dst = netip.AddrFrom16([16]byte(ip[24:40]))
+	if m.src.IsMulticast() {
+		// Never a valid source (RFC 4291 2.7); answering it would
+		// send a solicited advertisement to a group.
+		return m, false
+	}
 	if icmp6Checksum(m.src, m.dst, msg) != 0 {
 		return m, false
 	}

@@ -103,6 +103,11 @@ func TestNDPResponder(t *testing.T) {
 				Solicited: true, TargetAddress: ownedV6,
 			}),
 		},
+		{
+			// Found by FuzzNDP: answering it sent a solicited NA to a group.
+			name:  "multicast source",
+			frame: ndpFrame(t, clientMAC, snmMAC, netip.MustParseAddr("ff01:db8:100::2"), snm, 255, ns(ownedV6, clientMAC)),
+		},
 		{name: "hop limit 254 (forwarded)", frame: ndpFrame(t, clientMAC, snmMAC, clientV6, snm, 254, ns(ownedV6, clientMAC))},
 		{name: "bad checksum", frame: withByte(good, ethHeaderLen+ip6HeaderLen+2, good[ethHeaderLen+ip6HeaderLen+2]^0xff)},
 		{name: "ICMP code 1", frame: recksum(withByte(good, ethHeaderLen+ip6HeaderLen+1, 1))},
