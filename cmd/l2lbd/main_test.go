@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -165,5 +166,27 @@ func TestRunRefusesBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "pools: at least one pool is required") {
 		t.Errorf("output does not name the problem:\n%s", &out)
+	}
+}
+
+// BenchmarkCheck1000Pools times the whole `l2lbd check` process on a file with
+// 1,000 pools of 128 IPv4 and 256 IPv6 addresses each.
+func BenchmarkCheck1000Pools(b *testing.B) {
+	var conf strings.Builder
+	conf.WriteString("pools:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&conf, "  - {name: p%d, addresses: [10.%d.%d.0/25, \"2001:db8:%x::/120\"]}\n", i, i/256, i%256, i)
+	}
+	path := filepath.Join(b.TempDir(), "l2lbd.yaml")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		cmd := exec.Command(os.Args[0], "check", "--config", path)
+		cmd.Env = append(os.Environ(), "L2LBD_AS_MAIN=1")
+		out, err := cmd.Output()
+		if err != nil || !strings.Contains(string(out), "addresses: 128000 IPv4, 256000 IPv6") {
+			b.Fatalf("check failed: %v\n%s", err, out)
+		}
 	}
 }
