@@ -1,0 +1,485 @@
+package netio
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+)
+
+// fakeSystem stands in for the kernel: links come from the test, sockets
+// are fakeConns, and everything blocks on channels so that synctest sees
+// the Announcer's goroutines as durably blocked.
+type fakeSystem struct {
+	mu     sync.Mutex
+	links  []linkMsg
+	addrs  []addrMsg
+	events chan netEvent
+	conns  map[string][]*fakeConn // "arp/eth0" -> every conn opened, in order
+	groups map[string][]*fakeGroups
+	fail   error // returned by the next opens
+}
+
+func newFakeSystem(links ...linkMsg) *fakeSystem {
+	return &fakeSystem{
+		links:  links,
+		events: make(chan netEvent),
+		conns:  make(map[string][]*fakeConn),
+		groups: make(map[string][]*fakeGroups),
+	}
+}
+
+var _ system = (*fakeSystem)(nil)
+
+func (s *fakeSystem) watch() (watcher, error) {
+	return &fakeWatcher{events: s.events, closed: make(chan struct{})}, nil
+}
+
+func (s *fakeSystem) list() ([]linkMsg, []addrMsg, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]linkMsg(nil), s.links...), append([]addrMsg(nil), s.addrs...), nil
+}
+
+func (s *fakeSystem) open(kind string, ifi iface) (net.PacketConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	c := newFakeConn()
+	s.conns[kind+"/"+ifi.name] = append(s.conns[kind+"/"+ifi.name], c)
+	return c, nil
+}
+
+func (s *fakeSystem) openARP(ifi iface) (net.PacketConn, error) { return s.open("arp", ifi) }
+func (s *fakeSystem) openNDP(ifi iface) (net.PacketConn, error) { return s.open("ndp", ifi) }
+
+func (s *fakeSystem) openGroups(ifi iface) (groupJoiner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := &fakeGroups{joined: make(map[netip.Addr]bool)}
+	s.groups[ifi.name] = append(s.groups[ifi.name], g)
+	return g, nil
+}
+
+// conn returns the latest conn of a kind ("arp", "ndp") on an interface and
+// how many were opened.
+func (s *fakeSystem) conn(kind, name string) (*fakeConn, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := s.conns[kind+"/"+name]
+	if len(cs) == 0 {
+		return nil, 0
+	}
+	return cs[len(cs)-1], len(cs)
+}
+
+func (s *fakeSystem) joined(name string) map[netip.Addr]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gs := s.groups[name]
+	if len(gs) == 0 {
+		return nil
+	}
+	g := gs[len(gs)-1]
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	out := make(map[netip.Addr]bool)
+	for k := range g.joined {
+		out[k] = true
+	}
+	return out
+}
+
+type fakeWatcher struct {
+	events chan netEvent
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (w *fakeWatcher) read() (netEvent, error) {
+	select {
+	case ev := <-w.events:
+		return ev, nil
+	case <-w.closed:
+		return netEvent{}, errors.New("watcher closed")
+	}
+}
+
+func (w *fakeWatcher) close() error {
+	w.once.Do(func() { close(w.closed) })
+	return nil
+}
+
+type fakeGroups struct {
+	mu     sync.Mutex
+	joined map[netip.Addr]bool
+	closed bool
+}
+
+func (g *fakeGroups) join(a netip.Addr) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.joined[a] = true
+	return nil
+}
+
+func (g *fakeGroups) leave(a netip.Addr) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.joined, a)
+	return nil
+}
+
+func (g *fakeGroups) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return nil
+}
+
+const ethUp = flagUp | flagRunning
+
+func eth(index int, name string, mac net.HardwareAddr, flags uint32) linkMsg {
+	return linkMsg{link: link{index: index, name: name, mac: mac, flags: flags}}
+}
+
+// harness runs an Announcer on a fakeSystem inside a synctest bubble.
+type harness struct {
+	t      *testing.T
+	sys    *fakeSystem
+	a      *Announcer
+	cancel context.CancelFunc
+	done   chan error
+
+	mu        sync.Mutex
+	conflicts []Conflict
+}
+
+func startAnnouncer(t *testing.T, opts Options, desired map[netip.Addr]string, links ...linkMsg) *harness {
+	h := &harness{t: t, sys: newFakeSystem(links...), done: make(chan error, 1)}
+	opts.OnConflict = func(c Conflict) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.conflicts = append(h.conflicts, c)
+	}
+	h.a = New(opts)
+	h.a.sys = h.sys
+	if desired != nil {
+		h.a.SetDesired(desired)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	h.cancel = cancel
+	go func() { h.done <- h.a.Run(ctx) }()
+	synctest.Wait()
+	return h
+}
+
+// stop cancels Run and checks it returned nil with every socket closed.
+// synctest.Test itself fails if any goroutine Run started is left.
+func (h *harness) stop() {
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run = %v, want nil", err)
+	}
+	h.sys.mu.Lock()
+	defer h.sys.mu.Unlock()
+	for k, cs := range h.sys.conns {
+		for i, c := range cs {
+			if !c.isClosed() {
+				h.t.Errorf("conn %s #%d left open", k, i)
+			}
+		}
+	}
+}
+
+func (h *harness) event(ev netEvent) {
+	h.sys.events <- ev
+	synctest.Wait()
+}
+
+// announcements returns and forgets the gratuitous ARPs and unsolicited NAs
+// sent on an interface, by IP.
+func (h *harness) announcements(name string) map[netip.Addr]int {
+	out := make(map[netip.Addr]int)
+	if c, _ := h.sys.conn("arp", name); c != nil {
+		for _, w := range c.sent() {
+			var p arp.Packet
+			if err := p.UnmarshalBinary(w.frame[ethHeaderLen:]); err == nil && p.Operation == arp.OperationRequest && p.SenderIP == p.TargetIP {
+				out[p.SenderIP]++
+			}
+		}
+	}
+	if c, _ := h.sys.conn("ndp", name); c != nil {
+		for _, w := range c.sent() {
+			if m, ok := parseNeighbor(w.frame); ok && m.typ == icmpNeighborAdvertisement && m.dst == allNodes {
+				out[m.target]++
+			}
+		}
+	}
+	return out
+}
+
+func checkAnnounced(t *testing.T, got map[netip.Addr]int, want map[netip.Addr]int) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("announced %v, want %v", got, want)
+		return
+	}
+	for ip, n := range want {
+		if got[ip] != n {
+			t.Errorf("announced %v, want %v", got, want)
+			return
+		}
+	}
+}
+
+var both = map[netip.Addr]string{ownedV4: "eth0", ownedV6: "eth0"}
+
+func TestAnnouncerBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 3, AnnounceInterval: time.Second}, both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+		if g := h.sys.joined("eth0"); len(g) != 1 || !g[solicitedNode(ownedV6)] {
+			t.Errorf("joined %v, want the solicited-node group of %v", g, ownedV6)
+		}
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), nil)
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+		time.Sleep(time.Minute)
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+
+		// An added IP gets its own burst; the others get nothing.
+		added := netip.MustParseAddr("198.51.100.210")
+		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", ownedV6: "eth0", added: "eth0"})
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{added: 3})
+
+		st := h.a.Stats()["eth0"]
+		if st.IPv4.Announcements != 6 || st.IPv6.Announcements != 3 {
+			t.Errorf("stats = %+v, want 6 IPv4 and 3 IPv6 announcements", st)
+		}
+	})
+}
+
+func TestAnnouncerRemovalStopsEverything(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 5}, both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+
+		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", freeV4: "eth0"})
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{freeV4: 1})
+		// The removed IP is no longer answered, at once.
+		arpc, _ := h.sys.conn("arp", "eth0")
+		arpc.in <- arpFrame(t, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+		synctest.Wait()
+		if len(arpc.sent()) != 1 {
+			t.Error("a kept IP is not answered")
+		}
+		ndpc, _ := h.sys.conn("ndp", "eth0")
+		snm := solicitedNode(ownedV6)
+		ndpc.in <- ndpFrame(t, clientMAC, multicastMAC(snm), clientV6, snm, 255, ns(ownedV6, clientMAC))
+		synctest.Wait()
+		if s := ndpc.sent(); len(s) != 0 {
+			t.Errorf("a removed IP is still answered: %x", s[0].frame)
+		}
+		if g := h.sys.joined("eth0"); len(g) != 0 {
+			t.Errorf("still joined %v", g)
+		}
+		time.Sleep(time.Minute)
+		// ownedV4's burst goes on, ownedV6's stopped; freeV4 has its own.
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 4, freeV4: 4})
+
+		// Removing everything closes the interface's sockets.
+		h.a.SetDesired(nil)
+		synctest.Wait()
+		if c, _ := h.sys.conn("arp", "eth0"); !c.isClosed() {
+			t.Error("sockets stay open with nothing to serve")
+		}
+	})
+}
+
+func TestAnnouncerRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 1, AnnounceRefresh: 30 * time.Second}, both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+		time.Sleep(29 * time.Second)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), nil)
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 2, ownedV6: 2})
+	})
+}
+
+func TestAnnouncerLinkChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 1}, both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+
+		steps := []struct {
+			name    string
+			ev      linkMsg
+			open    bool // sockets open afterwards
+			opened  int  // ARP sockets opened so far
+			reannce bool
+		}{
+			{"down", eth(2, "eth0", nodeMAC, flagUp), false, 1, false},
+			{"up again", eth(2, "eth0", nodeMAC, ethUp), true, 2, true},
+			{"MAC changed", eth(2, "eth0", otherMAC, ethUp), true, 3, true},
+			{"deleted", linkMsg{link: link{index: 2, name: "eth0"}, deleted: true}, false, 3, false},
+			{"re-created", eth(7, "eth0", nodeMAC, ethUp), true, 4, true},
+			{"renamed away", eth(7, "eth9", nodeMAC, ethUp), false, 4, false},
+			{"renamed back", eth(7, "eth0", nodeMAC, ethUp), true, 5, true},
+			{"unrelated link", eth(3, "eth1", clientMAC, ethUp), true, 5, false},
+		}
+		for _, s := range steps {
+			h.event(netEvent{links: []linkMsg{s.ev}})
+			c, n := h.sys.conn("arp", "eth0")
+			if open := !c.isClosed(); open != s.open || n != s.opened {
+				t.Fatalf("%s: open = %v after %d opens, want %v after %d", s.name, open, n, s.open, s.opened)
+			}
+			want := map[netip.Addr]int(nil)
+			if s.reannce {
+				want = map[netip.Addr]int{ownedV4: 1, ownedV6: 1}
+				if g := h.sys.joined("eth0"); !g[solicitedNode(ownedV6)] {
+					t.Errorf("%s: groups not re-joined: %v", s.name, g)
+				}
+			}
+			checkAnnounced(t, h.announcements("eth0"), want)
+		}
+		if _, n := h.sys.conn("arp", "eth1"); n != 0 {
+			t.Error("opened a socket on an interface nothing is desired on")
+		}
+
+		// Down and up within one batch of notifications still re-opens.
+		h.event(netEvent{links: []linkMsg{eth(7, "eth0", nodeMAC, flagUp), eth(7, "eth0", nodeMAC, ethUp)}})
+		if c, n := h.sys.conn("arp", "eth0"); c.isClosed() || n != 6 {
+			t.Errorf("down+up in one batch: open = %v after %d opens, want open after 6", !c.isClosed(), n)
+		}
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+	})
+}
+
+func TestAnnouncerSocketFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 1}, nil, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		h.sys.mu.Lock()
+		h.sys.fail = errors.New("permission denied")
+		h.sys.mu.Unlock()
+		h.a.SetDesired(both)
+		synctest.Wait()
+		if _, n := h.sys.conn("arp", "eth0"); n != 0 {
+			t.Fatal("opened despite failure")
+		}
+		h.sys.mu.Lock()
+		h.sys.fail = nil
+		h.sys.mu.Unlock()
+		time.Sleep(reopenBackoff)
+		synctest.Wait()
+		c, n := h.sys.conn("arp", "eth0")
+		if n != 1 {
+			t.Fatalf("not retried after %v", reopenBackoff)
+		}
+		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
+
+		// A socket that fails under the reader is re-opened.
+		c.Close()
+		synctest.Wait()
+		time.Sleep(reopenBackoff)
+		synctest.Wait()
+		if c, n := h.sys.conn("arp", "eth0"); n != 2 || c.isClosed() {
+			t.Errorf("after a read failure: %d opens, want 2", n)
+		}
+	})
+}
+
+func TestAnnouncerHostAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lo := eth(1, "lo", nil, ethUp|flagLoopback)
+		ipvs := eth(5, "kube-ipvs0", otherMAC, flagNoARP)
+		h := startAnnouncer(t, Options{AnnounceCount: 1}, both, lo, eth(2, "eth0", nodeMAC, ethUp), ipvs)
+		defer h.stop()
+		arpc, _ := h.sys.conn("arp", "eth0")
+		req := arpFrame(t, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+		ask := func() bool {
+			arpc.in <- req
+			synctest.Wait()
+			return len(arpc.sent()) > 0
+		}
+		h.announcements("eth0")
+		steps := []struct {
+			name string
+			ev   addrMsg
+			want bool
+		}{
+			{"on lo (kube-proxy stand-in)", addrMsg{index: 1, addr: ownedV4}, true},
+			{"on kube-ipvs0 (NOARP)", addrMsg{index: 5, addr: ownedV4}, true},
+			{"on eth0", addrMsg{index: 2, addr: ownedV4}, false},
+			{"removed from eth0", addrMsg{index: 2, addr: ownedV4, deleted: true}, true},
+		}
+		for _, s := range steps {
+			h.event(netEvent{addrs: []addrMsg{s.ev}})
+			if got := ask(); got != s.want {
+				t.Errorf("%s: answered = %v, want %v", s.name, got, s.want)
+			}
+		}
+	})
+}
+
+func TestAnnouncerConflicts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 1}, both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		arpc, _ := h.sys.conn("arp", "eth0")
+		garp := arpFrame(t, arp.OperationRequest, otherMAC, ownedV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+		for range 3 {
+			arpc.in <- garp
+			synctest.Wait()
+		}
+		time.Sleep(conflictHoldoff)
+		arpc.in <- garp
+		synctest.Wait()
+		h.mu.Lock()
+		got := append([]Conflict(nil), h.conflicts...)
+		h.mu.Unlock()
+		if len(got) != 2 {
+			t.Fatalf("reported %v, want 2 (one per holdoff)", got)
+		}
+		checkConflicts(t, got[:1], &Conflict{IP: ownedV4, MAC: otherMAC, Interface: "eth0"})
+		if n := h.a.Stats()["eth0"].IPv4.Conflicts; n != 4 {
+			t.Errorf("counted %d conflicts, want 4", n)
+		}
+	})
+}
+
+func TestRunTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{}, nil)
+		defer h.stop()
+		if err := h.a.Run(t.Context()); err == nil {
+			t.Error("second concurrent Run = nil, want an error")
+		}
+	})
+}
