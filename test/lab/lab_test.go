@@ -6,10 +6,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // hostState is what a lab may leave behind: namespaces, links and this test
@@ -224,3 +230,334 @@ func TestNetwork(t *testing.T) {
 }
 
 func netipMust(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestLab(t *testing.T) {
+	before := snapshot(t)
+	var id string
+	t.Run("up", func(t *testing.T) {
+		start := time.Now()
+		l := Start(t, Options{Nodes: 3})
+		t.Logf("lab of 3 nodes up in %v at %s", time.Since(start), l.API)
+		id = l.run.id
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+
+		t.Run("nodes", func(t *testing.T) {
+			nodes, err := l.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, n := range nodes.Items {
+				got = append(got, fmt.Sprintf("%s ready=%v %v", n.Name, nodeReady(&n), n.Status.Addresses[:2]))
+			}
+			var want []string
+			for _, n := range l.Nodes {
+				want = append(want, fmt.Sprintf("%s ready=true [{InternalIP %v} {InternalIP %v}]", n.Name, n.IPv4, n.IPv6))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("Nodes:\n got %q\nwant %q", got, want)
+			}
+			l.SetNodeReady("node-1", false)
+			n, err := l.Client.CoreV1().Nodes().Get(ctx, "node-1", metav1.GetOptions{})
+			if err != nil || nodeReady(n) {
+				t.Errorf("after SetNodeReady(node-1, false): ready=%v, %v", n != nil && nodeReady(n), err)
+			}
+			l.SetNodeReady("node-1", true)
+		})
+
+		t.Run("rbac", func(t *testing.T) {
+			lease := filepath.Join(t.TempDir(), "lease.yaml")
+			os.WriteFile(lease, []byte("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: l2lbd-probe\n"), 0o644)
+			for _, n := range l.Nodes {
+				if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:kube-system:l2lbd" {
+					t.Errorf("%s: whoami = %q, %v", n.Name, out, err)
+				}
+				for _, args := range [][]string{
+					{"get", "services", "-A"},
+					{"get", "nodes"},
+					{"get", "endpointslices", "-A"},
+					{"-n", "kube-system", "get", "leases"},
+				} {
+					if out, err := n.Kubectl(ctx, args...); err != nil {
+						t.Errorf("%s: kubectl %v: %v\n%s", n.Name, args, err, out)
+					}
+				}
+				for _, c := range []struct {
+					args []string
+					want string
+				}{
+					{[]string{"watch", "services"}, "yes"},
+					{[]string{"patch", "services/status"}, "yes"},
+					{[]string{"update", "services/status"}, "yes"},
+					{[]string{"watch", "endpointslices.discovery.k8s.io"}, "yes"},
+					{[]string{"watch", "nodes"}, "yes"},
+					{[]string{"create", "events"}, "yes"},
+					{[]string{"patch", "events.events.k8s.io"}, "yes"},
+					{[]string{"-n", "kube-system", "delete", "leases"}, "yes"},
+					{[]string{"update", "services"}, "no"},
+					{[]string{"delete", "services"}, "no"},
+					{[]string{"update", "nodes"}, "no"},
+					{[]string{"update", "nodes/status"}, "no"},
+					{[]string{"create", "endpointslices.discovery.k8s.io"}, "no"},
+					{[]string{"-n", "default", "create", "leases"}, "no"},
+					{[]string{"list", "secrets"}, "no"},
+					{[]string{"create", "pods"}, "no"},
+					{[]string{"create", "serviceaccounts/token"}, "no"},
+				} {
+					out, _ := n.Kubectl(ctx, append([]string{"auth", "can-i"}, c.args...)...)
+					if got := strings.TrimSpace(string(out)); got != c.want {
+						t.Errorf("%s: can-i %v = %q, want %q", n.Name, c.args, got, c.want)
+					}
+				}
+				// Real requests, not only the authorizer's opinion.
+				for _, args := range [][]string{
+					{"get", "secrets", "-A"},
+					{"-n", "default", "run", "probe", "--image=none"},
+					{"-n", "default", "create", "-f", lease},
+				} {
+					if out, err := n.Kubectl(ctx, args...); err == nil || !strings.Contains(string(out), "Forbidden") {
+						t.Errorf("%s: kubectl %v = %v, want Forbidden:\n%s", n.Name, args, err, out)
+					}
+				}
+			}
+			n := l.Nodes[0]
+			if out, err := n.Kubectl(ctx, "-n", "kube-system", "create", "-f", lease); err != nil {
+				t.Errorf("create lease in kube-system: %v\n%s", err, out)
+			}
+			if out, err := n.Kubectl(ctx, "-n", "kube-system", "delete", "lease", "l2lbd-probe"); err != nil {
+				t.Errorf("delete lease in kube-system: %v\n%s", err, out)
+			}
+		})
+
+		t.Run("http", func(t *testing.T) {
+			for _, n := range l.Nodes {
+				l.ServeHTTP(n)
+			}
+			for _, n := range l.Nodes {
+				for _, ip := range []netip.Addr{n.IPv4, n.IPv6} {
+					if body, err := l.Net.Client.Curl(ctx, ip, 80); err != nil || body != n.Name {
+						t.Errorf("curl %v = %q, %v; want %q", ip, body, err, n.Name)
+					}
+				}
+				if mac, err := l.Net.Client.ARPResolve(ctx, n.IPv4); err != nil || mac.String() != n.MAC.String() {
+					t.Errorf("ARPResolve(%v) = %v, %v; want %v", n.IPv4, mac, err, n.MAC)
+				}
+				if mac, err := l.Net.Client.NDPResolve(ctx, n.IPv6); err != nil || mac.String() != n.MAC.String() {
+					t.Errorf("NDPResolve(%v) = %v, %v; want %v", n.IPv6, mac, err, n.MAC)
+				}
+			}
+			// A Service IP on lo is served, but nobody answers ARP/NDP for
+			// it: that is the daemon's job. A static neighbour entry
+			// stands in for it here.
+			n := l.Nodes[1]
+			for _, ip := range []netip.Addr{netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:100::200")} {
+				l.BindOnLo(n, ip)
+				short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+				var err error
+				if ip.Is4() {
+					_, err = l.Net.Client.ARPResolve(short, ip)
+				} else {
+					_, err = l.Net.Client.NDPResolve(short, ip)
+				}
+				cancel()
+				if err == nil {
+					t.Errorf("%v on lo of %s: the kernel answered ARP/NDP for it", ip, n.Name)
+				}
+				if out, err := l.Net.Client.Exec(ctx, "ip", "neigh", "replace", ip.String(), "lladdr", n.MAC.String(), "dev", "eth0"); err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				if body, err := l.Net.Client.Curl(ctx, ip, 80); err != nil || body != n.Name {
+					t.Errorf("curl %v (on lo of %s) = %q, %v", ip, n.Name, body, err)
+				}
+				l.UnbindFromLo(n, ip)
+			}
+		})
+
+		t.Run("services", func(t *testing.T) {
+			svc := l.CreateLBService(ctx, "demo", "web", WithDualStack(), WithClass("l2lb.dev/layer2"), WithLocalTrafficPolicy())
+			if len(svc.Spec.ClusterIPs) != 2 || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+				t.Errorf("Service: clusterIPs %v type %v, want two, LoadBalancer", svc.Spec.ClusterIPs, svc.Spec.Type)
+			}
+			l.SetEndpoints(ctx, svc, "node-0", "node-2")
+			l.SetEndpoints(ctx, svc, "node-2")
+			eps, err := l.Client.DiscoveryV1().EndpointSlices("demo").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=web"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range eps.Items {
+				for _, e := range s.Endpoints {
+					got = append(got, fmt.Sprintf("%s %s %s ready=%v", s.AddressType, e.Addresses[0], *e.NodeName, *e.Conditions.Ready))
+				}
+			}
+			want := []string{"IPv4 198.51.100.13 node-2 ready=true", "IPv6 2001:db8:100::13 node-2 ready=true"}
+			if !slices.Equal(got, want) {
+				t.Errorf("EndpointSlices:\n got %q\nwant %q", got, want)
+			}
+			// The daemon's identity sees them.
+			if out, err := l.Nodes[0].Kubectl(ctx, "-n", "demo", "get", "endpointslices", "-o", "name"); err != nil || strings.Count(string(out), "\n") != 2 {
+				t.Errorf("node kubectl get endpointslices = %v\n%s", err, out)
+			}
+			l.DeleteService(ctx, "demo", "web")
+			if left, err := l.Client.DiscoveryV1().EndpointSlices("demo").List(ctx, metav1.ListOptions{}); err != nil || len(left.Items) != 0 {
+				t.Errorf("after DeleteService: %d EndpointSlices, %v", len(left.Items), err)
+			}
+		})
+
+		t.Run("api stop and start", func(t *testing.T) {
+			svc := l.CreateLBService(ctx, "default", "kept")
+			l.StopAPI()
+			if out, err := l.Nodes[0].Kubectl(ctx, "get", "services"); err == nil {
+				t.Errorf("kubectl with the API server stopped succeeded:\n%s", out)
+			}
+			start := time.Now()
+			l.StartAPI()
+			t.Logf("API server restarted in %v", time.Since(start))
+			got, err := l.Client.CoreV1().Services("default").Get(ctx, "kept", metav1.GetOptions{})
+			if err != nil || got.UID != svc.UID {
+				t.Errorf("Service after restart: %v (uid %v, want %v)", err, got.UID, svc.UID)
+			}
+			if out, err := l.Nodes[0].Kubectl(ctx, "get", "service", "kept"); err != nil {
+				t.Errorf("node kubectl after restart: %v\n%s", err, out)
+			}
+		})
+
+		t.Run("cut off", func(t *testing.T) {
+			cut := l.Nodes[1]
+			l.CutOff(cut)
+			short, cancel := context.WithTimeout(ctx, 10*time.Second)
+			start := time.Now()
+			out, err := cut.Kubectl(short, "get", "nodes")
+			cancel()
+			if err == nil {
+				t.Errorf("cut-off %s reached the API:\n%s", cut.Name, out)
+			} else {
+				t.Logf("cut-off node fails in %v: %s", time.Since(start), bytesTail(out))
+			}
+			for _, n := range l.Nodes {
+				if n != cut {
+					if out, err := n.Kubectl(ctx, "get", "nodes"); err != nil {
+						t.Errorf("%s while %s is cut off: %v\n%s", n.Name, cut.Name, err, out)
+					}
+				}
+			}
+			// Still on the segment.
+			if body, err := l.Net.Client.Curl(ctx, cut.IPv4, 80); err != nil || body != cut.Name {
+				t.Errorf("curl cut-off node = %q, %v", body, err)
+			}
+			l.Restore(cut)
+			if out, err := cut.Kubectl(ctx, "get", "nodes"); err != nil {
+				t.Errorf("%s after Restore: %v\n%s", cut.Name, err, out)
+			}
+		})
+
+		t.Run("add node", func(t *testing.T) {
+			n := l.AddNode(t)
+			if n.Name != "node-3" || n.IPv4.String() != "198.51.100.14" {
+				t.Errorf("AddNode = %s %v, want node-3 198.51.100.14", n.Name, n.IPv4)
+			}
+			if out, err := n.Kubectl(ctx, "get", "node", n.Name); err != nil {
+				t.Errorf("new node kubectl: %v\n%s", err, out)
+			}
+		})
+
+		// Processes the test starts in a node stay until the end and are
+		// killed there.
+		l.Nodes[0].Start(t, "sleep", "600")
+	})
+	diffState(t, before, snapshot(t))
+	if ps := processesMentioning(t, "l2lb-lab-"+id); len(ps) > 0 {
+		t.Errorf("processes of the run still running: %v", ps)
+	}
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func bytesTail(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[len(s)-200:]
+	}
+	return s
+}
+
+// TestKubeconfigRecipe runs the first shell block of examples/kubeconfig.md
+// as written, with the lab's admin kubeconfig, and uses its result from a
+// node namespace.
+func TestKubeconfigRecipe(t *testing.T) {
+	doc, err := repoFile("examples/kubeconfig.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "```sh\n")
+	script, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 || !strings.Contains(script, "create token") {
+		t.Fatalf("no ```sh block with the recipe in %s", doc)
+	}
+
+	l := Start(t, Options{Nodes: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	examples, _ := repoFile("examples")
+	if err := os.Symlink(examples, filepath.Join(dir, "examples")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), "KUBECONFIG="+l.AdminKubeconfig, "PATH="+filepath.Dir(l.Kubectl)+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("recipe: %v\n%s", err, out)
+	}
+	n := l.Nodes[0]
+	n.Kubeconfig = filepath.Join(dir, "l2lbd.kubeconfig")
+	if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:kube-system:l2lbd" {
+		t.Errorf("whoami with the recipe's kubeconfig = %q, %v", out, err)
+	}
+	if out, err := n.Kubectl(ctx, "get", "services", "-A"); err != nil {
+		t.Errorf("get services with the recipe's kubeconfig: %v\n%s", err, out)
+	}
+	if out, err := n.Kubectl(ctx, "get", "secrets", "-A"); err == nil || !strings.Contains(string(out), "Forbidden") {
+		t.Errorf("get secrets with the recipe's kubeconfig = %v, want Forbidden\n%s", err, out)
+	}
+}
+
+// TestBringUpTime measures Start with a cached API server: set
+// L2LB_LAB_BENCH to the number of runs (BENCHMARKS.md uses 5).
+func TestBringUpTime(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("L2LB_LAB_BENCH"))
+	if runs <= 0 {
+		t.Skip("set L2LB_LAB_BENCH=5 to measure lab bring-up (BENCHMARKS.md)")
+	}
+	var up, down []time.Duration
+	for i := range runs {
+		var start time.Time
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			start = time.Now()
+			Start(t, Options{Nodes: 3})
+			up = append(up, time.Since(start))
+			start = time.Now()
+		})
+		down = append(down, time.Since(start))
+	}
+	t.Logf("Start(3 nodes): %v, median %v", up, median(up))
+	t.Logf("teardown: %v, median %v", down, median(down))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
