@@ -62,11 +62,7 @@ func FromService(svc *corev1.Service) Service {
 		}
 		s.Ports = append(s.Ports, Port{Protocol: string(proto), Port: p.Port})
 	}
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if ip, err := netip.ParseAddr(ing.IP); err == nil {
-			s.Current = append(s.Current, ip.Unmap())
-		}
-	}
+	s.Current = IngressIPs(svc)
 	s.Families, s.Required = families(svc)
 
 	var problems []string
@@ -87,6 +83,18 @@ func FromService(svc *corev1.Service) Service {
 	}
 	s.Invalid = strings.Join(problems, "; ")
 	return s
+}
+
+// IngressIPs returns the addresses svc's status records; hostnames and
+// malformed entries are skipped.
+func IngressIPs(svc *corev1.Service) []netip.Addr {
+	var out []netip.Addr
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		if ip, err := netip.ParseAddr(ing.IP); err == nil {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
 }
 
 // families maps spec.ipFamilies and ipFamilyPolicy to the families wanted and

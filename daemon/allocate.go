@@ -1,0 +1,164 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/l2lb/l2lb/config"
+	"github.com/l2lb/l2lb/daemon/ipam"
+	"github.com/l2lb/l2lb/daemon/kube"
+)
+
+// Event reasons on Services.
+const (
+	reasonAllocated   = "IPAllocated"
+	reasonFailed      = "AllocationFailed"
+	reasonReallocated = "IPReallocated"
+	reasonReleased    = "IPReleased"
+)
+
+// allocator is the IPAM leader's loop: it applies ipam's decisions to the
+// Service status and explains them with Events.
+type allocator struct {
+	client   kubernetes.Interface
+	view     *kube.View
+	config   func() *config.Config
+	recorder record.EventRecorder
+	log      *slog.Logger
+	// reported is the last failure reported per Service, so a Service that
+	// stays unallocatable gets one Event, not one per resync.
+	reported map[ipam.Key]string
+}
+
+// run reconciles on every change of the view or the config until ctx is done
+// (leadership lost or shutdown).
+func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
+	a.reported = map[ipam.Key]string{}
+	if !a.view.WaitSynced(ctx) {
+		return
+	}
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.view.Changed():
+		case <-configChanged:
+		case <-retry.C:
+		}
+		if failed := a.reconcile(ctx); failed > 0 {
+			// Writes that failed (conflicts, API trouble) are retried after
+			// the informer caught up, if no change wakes us first.
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// reconcile makes every Service's status match ipam's decision and returns
+// how many writes failed.
+func (a *allocator) reconcile(ctx context.Context) int {
+	cfg := a.config()
+	var served []*corev1.Service
+	var snapshot []ipam.Service
+	byKey := map[ipam.Key]*corev1.Service{}
+	failed := 0
+	for _, svc := range a.view.Services() {
+		if ipam.Serves(cfg, svc) {
+			served = append(served, svc)
+			snapshot = append(snapshot, ipam.FromService(svc))
+			byKey[ipam.Key{Namespace: svc.Namespace, Name: svc.Name}] = svc
+			continue
+		}
+		if ours := ipam.IngressIPs(svc); len(ours) > 0 && allInPools(cfg, ours) {
+			// No longer ours (class or type changed, serveUnclassed off):
+			// release its addresses.
+			if err := kube.SetIngress(ctx, a.client, svc, nil); err != nil {
+				a.log.Warn("cannot release addresses", "service", svc.Namespace+"/"+svc.Name, "err", err)
+				failed++
+				continue
+			}
+			a.log.Info("released addresses of a Service l2lb no longer serves", "service", svc.Namespace+"/"+svc.Name, "ips", ours)
+			a.recorder.Eventf(svc, corev1.EventTypeNormal, reasonReleased, "Released %s: l2lb no longer serves this Service", joinIPs(ours))
+		}
+	}
+	res := ipam.Allocate(cfg.Pools, snapshot)
+
+	for _, s := range snapshot {
+		svc := byKey[s.Key]
+		want := res.Assigned[s.Key]
+		have := s.Current
+		if !slices.Equal(want, have) {
+			if err := kube.SetIngress(ctx, a.client, svc, want); err != nil {
+				a.log.Warn("cannot write Service status", "service", s.Key, "err", err)
+				failed++
+				continue
+			}
+			a.announceChange(svc, s.Key, have, want, res.Moved[s.Key])
+		}
+		if why, ok := res.Failed[s.Key]; ok {
+			msg := why.Message
+			if a.reported[s.Key] != msg {
+				a.reported[s.Key] = msg
+				a.log.Warn("cannot allocate", "service", s.Key, "reason", why.Code, "why", msg)
+				a.recorder.Event(svc, corev1.EventTypeWarning, reasonFailed, msg)
+			}
+		} else {
+			delete(a.reported, s.Key)
+		}
+	}
+	for k := range a.reported {
+		if _, ok := byKey[k]; !ok {
+			delete(a.reported, k) // deleted or no longer served
+		}
+	}
+	return failed
+}
+
+// announceChange explains a status change with one Event and one log line.
+func (a *allocator) announceChange(svc *corev1.Service, key ipam.Key, have, want []netip.Addr, moved []ipam.Move) {
+	if len(moved) > 0 {
+		var parts []string
+		for _, m := range moved {
+			to := "nothing (no address available)"
+			if m.New.IsValid() {
+				to = m.New.String()
+			}
+			parts = append(parts, fmt.Sprintf("%s -> %s", m.Old, to))
+		}
+		msg := fmt.Sprintf("Re-allocated %s: the old address is no longer allowed (pools edited, or another Service holds it)", strings.Join(parts, ", "))
+		a.log.Warn("re-allocated a Service's address", "service", key, "moves", strings.Join(parts, ", "))
+		a.recorder.Event(svc, corev1.EventTypeWarning, reasonReallocated, msg)
+		return
+	}
+	if len(want) > 0 {
+		a.log.Info("allocated", "service", key, "ips", joinIPs(want))
+		a.recorder.Eventf(svc, corev1.EventTypeNormal, reasonAllocated, "Assigned %s", joinIPs(want))
+	}
+}
+
+func allInPools(cfg *config.Config, ips []netip.Addr) bool {
+	for _, ip := range ips {
+		if _, ok := cfg.PoolFor(ip); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func joinIPs(ips []netip.Addr) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ", ")
+}
