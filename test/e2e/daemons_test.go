@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/l2lb/l2lb/daemon/ipam"
+	"github.com/l2lb/l2lb/test/lab"
+)
+
+// l2lbd is the daemon binary under test, built once by TestMain.
+var l2lbd string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "l2lb-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	l2lbd = filepath.Join(dir, "l2lbd")
+	build := exec.Command("go", "build", "-o", l2lbd, "github.com/l2lb/l2lb/cmd/l2lbd")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building l2lbd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// defaultPools is the pools section the tests start with: 8 IPv4 and 8 IPv6
+// addresses for auto-assignment, a manual pool and one only for namespace
+// "team".
+const defaultPools = `pools:
+  - name: lan
+    addresses: [198.51.100.200-198.51.100.207, "2001:db8:100::200-2001:db8:100::207"]
+  - name: manual
+    addresses: [198.51.100.210-198.51.100.211]
+    autoAssign: false
+  - name: team
+    addresses: [198.51.100.220-198.51.100.221]
+    namespaces: [team]
+`
+
+// daemon is one l2lbd process on a lab node.
+type daemon struct {
+	node   *lab.Node
+	config string
+	proc   *lab.Proc
+}
+
+// writeConfig writes node's configuration: its identity plus pools and extra.
+func writeConfig(t *testing.T, node *lab.Node, pools, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), node.Name+".yaml")
+	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nmetrics: {address: \"\"}\nlog: {level: debug}\n%s%s", node.Name, node.Kubeconfig, pools, extra)
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startDaemons runs l2lbd on every node of l with the given pools.
+func startDaemons(t *testing.T, l *lab.Lab, pools, extra string) []*daemon {
+	t.Helper()
+	var ds []*daemon
+	for _, n := range l.Nodes {
+		d := &daemon{node: n, config: writeConfig(t, n, pools, extra)}
+		d.start(t)
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.proc = d.node.Start(t, l2lbd, "run", "--config", d.config)
+}
+
+// ipamLeader returns the holder of the IPAM Lease, waiting (bounded) for one.
+func ipamLeader(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	var holder string
+	waitFor(t, 20*time.Second, "an IPAM leader", func(ctx context.Context) bool {
+		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-ipam", metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			return false
+		}
+		holder = *lease.Spec.HolderIdentity
+		return true
+	})
+	return holder
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		if cond(ctx) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ingress returns the addresses in the Service's status.
+func ingress(ctx context.Context, l *lab.Lab, ns, name string) ([]netip.Addr, error) {
+	svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return ipam.IngressIPs(svc), nil
+}
+
+// waitIngress waits until the Service's status holds n addresses and returns them.
+func waitIngress(t *testing.T, l *lab.Lab, ns, name string, n int) []netip.Addr {
+	t.Helper()
+	var ips []netip.Addr
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d status address(es) on %s/%s", n, ns, name), func(ctx context.Context) bool {
+		got, err := ingress(ctx, l, ns, name)
+		ips = got
+		return err == nil && len(got) == n
+	})
+	return ips
+}
+
+// events returns "Reason: message" of every Event about the Service.
+func events(ctx context.Context, l *lab.Lab, ns, name string) []string {
+	list, err := l.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.name", name).String(),
+	})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitEvent waits for an Event on the Service containing want.
+func waitEvent(t *testing.T, l *lab.Lab, ns, name, want string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("an Event %q on %s/%s", want, ns, name), func(ctx context.Context) bool {
+		return slices.ContainsFunc(events(ctx, l, ns, name), func(e string) bool { return strings.Contains(e, want) })
+	})
+}
+
+func addrs(s ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, x := range s {
+		out = append(out, netip.MustParseAddr(x))
+	}
+	return out
+}
+
+var ctxBg = context.Background()
+
+func lbSvcs(l *lab.Lab) []corev1.Service {
+	list, err := l.Client.CoreV1().Services("").List(ctxBg, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	return list.Items
+}
