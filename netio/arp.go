@@ -198,22 +198,28 @@ func listenPacket(ifi iface, etherType int, filter []bpfInstruction) (net.Packet
 	if err != nil {
 		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
 	}
-	// Without this every reply and announcement we send, and every
-	// request the host's own kernel sends, would come back to us.
-	if err := setIgnoreOutgoing(c); err != nil {
+	if err := setSockopts(c); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
 	}
 	return c, nil
 }
 
-func setIgnoreOutgoing(c *packet.Conn) error {
+// setSockopts makes the socket blind to what this host sends (without it
+// every reply and announcement we send, and every request the host's own
+// kernel sends, would come back to us) and gives it a receive buffer that
+// absorbs bursts of tens of thousands of requests per second.
+func setSockopts(c *packet.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+			// Without CAP_NET_ADMIN, up to net.core.rmem_max.
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+		}
 		serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	}); err != nil {
 		return err
@@ -223,3 +229,5 @@ func setIgnoreOutgoing(c *packet.Conn) error {
 	}
 	return nil
 }
+
+const rcvBuf = 4 << 20
