@@ -76,8 +76,8 @@ func benchGate(t *testing.T) {
 // latency measured is the one at the client interface.
 type probe struct {
 	fd, tx, ifindex int
-	mac         net.HardwareAddr
-	ip4, ip6    netip.Addr
+	mac             net.HardwareAddr
+	ip4, ip6        netip.Addr
 }
 
 func openProbe(t *testing.T, c *lab.NS, proto uint16) *probe {
