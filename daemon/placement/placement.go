@@ -1,0 +1,111 @@
+// Package placement decides which node answers for each Service address. It
+// is pure: every daemon evaluates Place over its own view of the cluster and,
+// as long as the views agree, they all reach the same answer without talking
+// to each other; only the owner answers and claims.
+//
+// The rule (DESIGN.md, "Who answers"): among the nodes eligible for an
+// address, one that already claims it keeps it (so adding a node or
+// restarting a standby moves nothing); with several claimants, or none, the
+// highest rendezvous score hash(address, node) wins, which spreads addresses
+// evenly and moves only the addresses of a node that leaves.
+package placement
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+)
+
+// Node is one node as this observer sees it.
+type Node struct {
+	Name string
+	// Live: its member Lease was renewed within leaseDuration by this
+	// observer's clock.
+	Live bool
+	// Ready: its Node object has condition Ready=True.
+	Ready bool
+	// Excluded: labelled node.kubernetes.io/exclude-from-external-load-balancers.
+	Excluded bool
+	// Pools it can serve (has a usable interface for), by name.
+	Pools map[string]bool
+	// Claims are the addresses it currently answers for, from its Lease.
+	Claims map[netip.Addr]bool
+}
+
+// Sharer is one Service using an address.
+type Sharer struct {
+	// Local: externalTrafficPolicy Local, so only nodes with a ready
+	// endpoint of the Service may answer.
+	Local bool
+	// Endpoints are the nodes with a ready endpoint of the Service.
+	Endpoints map[string]bool
+}
+
+// Address is one address to place.
+type Address struct {
+	IP   netip.Addr
+	Pool string
+	// Sharers are the Services holding IP; a shared address needs a node
+	// eligible for every one of them.
+	Sharers []Sharer
+}
+
+// Eligible reports whether n may answer for a.
+func Eligible(n *Node, a *Address) bool {
+	if !n.Live || !n.Ready || n.Excluded || !n.Pools[a.Pool] {
+		return false
+	}
+	for _, s := range a.Sharers {
+		if s.Local && !s.Endpoints[n.Name] {
+			return false
+		}
+	}
+	return true
+}
+
+// Place returns the owner of every address that has an eligible node.
+// Addresses without one are absent from the result.
+func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
+	owners := make(map[netip.Addr]string, len(addrs))
+	for i := range addrs {
+		a := &addrs[i]
+		var best, bestClaimant *Node
+		var bestScore, bestClaimScore uint64
+		for j := range nodes {
+			n := &nodes[j]
+			if !Eligible(n, a) {
+				continue
+			}
+			s := Score(a.IP, n.Name)
+			if best == nil || better(s, n.Name, bestScore, best.Name) {
+				best, bestScore = n, s
+			}
+			if n.Claims[a.IP] && (bestClaimant == nil || better(s, n.Name, bestClaimScore, bestClaimant.Name)) {
+				bestClaimant, bestClaimScore = n, s
+			}
+		}
+		switch {
+		case bestClaimant != nil:
+			owners[a.IP] = bestClaimant.Name
+		case best != nil:
+			owners[a.IP] = best.Name
+		}
+	}
+	return owners
+}
+
+// better orders candidates by score, then by name so that even a hash
+// collision has one answer on every node.
+func better(s uint64, name string, bestS uint64, bestName string) bool {
+	return s > bestS || s == bestS && name < bestName
+}
+
+// Score is the rendezvous (highest random weight) score of node for ip.
+func Score(ip netip.Addr, node string) uint64 {
+	h := sha256.New()
+	b := ip.As16()
+	h.Write(b[:])
+	h.Write([]byte(node))
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}

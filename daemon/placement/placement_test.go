@@ -1,0 +1,159 @@
+package placement
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"testing"
+)
+
+func node(name string, mods ...func(*Node)) Node {
+	n := Node{Name: name, Live: true, Ready: true, Pools: map[string]bool{"lan": true}, Claims: map[netip.Addr]bool{}}
+	for _, m := range mods {
+		m(&n)
+	}
+	return n
+}
+
+func claims(ips ...string) func(*Node) {
+	return func(n *Node) {
+		for _, ip := range ips {
+			n.Claims[netip.MustParseAddr(ip)] = true
+		}
+	}
+}
+
+func addr(ip string, sharers ...Sharer) Address {
+	return Address{IP: netip.MustParseAddr(ip), Pool: "lan", Sharers: sharers}
+}
+
+func local(nodes ...string) Sharer {
+	s := Sharer{Local: true, Endpoints: map[string]bool{}}
+	for _, n := range nodes {
+		s.Endpoints[n] = true
+	}
+	return s
+}
+
+// winner returns the highest-scoring of names for ip, computed independently.
+func winner(ip string, names ...string) string {
+	var best string
+	var bestS uint64
+	for _, n := range names {
+		if s := Score(netip.MustParseAddr(ip), n); best == "" || s > bestS {
+			best, bestS = n, s
+		}
+	}
+	return best
+}
+
+func TestPlace(t *testing.T) {
+	const ip = "198.51.100.200"
+	tests := []struct {
+		name  string
+		nodes []Node
+		addr  Address
+		want  string
+	}{
+		{"rendezvous among eligible", []Node{node("a"), node("b"), node("c")}, addr(ip), winner(ip, "a", "b", "c")},
+		{"claimant keeps it", []Node{node("a"), node("b", claims(ip)), node("c")}, addr(ip), "b"},
+		{"dead claimant loses it", []Node{node("a"), node("b", claims(ip), func(n *Node) { n.Live = false }), node("c")}, addr(ip), winner(ip, "a", "c")},
+		{"not ready", []Node{node("a", func(n *Node) { n.Ready = false }), node("b")}, addr(ip), "b"},
+		{"excluded", []Node{node("a", func(n *Node) { n.Excluded = true }, claims(ip)), node("b")}, addr(ip), "b"},
+		{"cannot serve pool", []Node{node("a", func(n *Node) { n.Pools = nil }), node("b")}, addr(ip), "b"},
+		{"local follows endpoints", []Node{node("a", claims(ip)), node("b"), node("c")}, addr(ip, local("c")), "c"},
+		{"shared needs every sharer", []Node{node("a"), node("b"), node("c")}, addr(ip, local("a", "b"), local("b", "c")), "b"},
+		{"two claimants: highest score", []Node{node("a", claims(ip)), node("b", claims(ip)), node("c")}, addr(ip), winner(ip, "a", "b")},
+		{"nobody eligible", []Node{node("a", func(n *Node) { n.Live = false })}, addr(ip), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Place(tc.nodes, []Address{tc.addr})[tc.addr.IP]
+			if got != tc.want {
+				t.Errorf("owner %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func manyAddrs(n int) []Address {
+	var out []Address
+	for i := range n {
+		out = append(out, addr(fmt.Sprintf("2001:db8:100::%x", 0x1000+i)))
+	}
+	return out
+}
+
+// claimAll makes every node claim what it owns, as the daemons do.
+func claimAll(nodes []Node, owners map[netip.Addr]string) {
+	for i := range nodes {
+		nodes[i].Claims = map[netip.Addr]bool{}
+		for ip, o := range owners {
+			if o == nodes[i].Name {
+				nodes[i].Claims[ip] = true
+			}
+		}
+	}
+}
+
+// Adding a node moves nothing; removing one moves only its addresses; the
+// spread over nodes is even.
+func TestPlaceStability(t *testing.T) {
+	addrs := manyAddrs(3000)
+	nodes := []Node{node("n0"), node("n1"), node("n2")}
+	owners := Place(nodes, addrs)
+	count := map[string]int{}
+	for _, o := range owners {
+		count[o]++
+	}
+	for _, n := range nodes {
+		if c := count[n.Name]; c < 800 || c > 1200 {
+			t.Errorf("%s owns %d of 3000 addresses; the spread is uneven: %v", n.Name, c, count)
+		}
+	}
+	claimAll(nodes, owners)
+
+	withNew := append(append([]Node(nil), nodes...), node("n3"))
+	if got := Place(withNew, addrs); !maps.Equal(got, owners) {
+		t.Error("adding a node moved addresses")
+	}
+
+	// n1 dies: its addresses spread over the others; nothing else moves.
+	nodes[1].Live = false
+	after := Place(nodes, addrs)
+	for ip, o := range owners {
+		switch {
+		case o != "n1" && after[ip] != o:
+			t.Fatalf("%s moved from %s to %s though its owner lives", ip, o, after[ip])
+		case o == "n1" && (after[ip] == "n1" || after[ip] == ""):
+			t.Fatalf("%s still owned by dead n1: %q", ip, after[ip])
+		}
+	}
+	claimAll(nodes, after)
+
+	// n1 comes back with no claims (a restart): still nothing moves.
+	nodes[1].Live = true
+	nodes[1].Claims = map[netip.Addr]bool{}
+	if got := Place(nodes, addrs); !maps.Equal(got, after) {
+		t.Error("a restarted node took addresses back")
+	}
+}
+
+// Every observer with the same view computes the same owners, whatever the
+// order of its node list.
+func TestPlaceOrderIndependent(t *testing.T) {
+	addrs := manyAddrs(200)
+	a := []Node{node("x"), node("y", claims("2001:db8:100::1005")), node("z")}
+	b := []Node{a[2], a[0], a[1]}
+	if !maps.Equal(Place(a, addrs), Place(b, addrs)) {
+		t.Error("owners depend on the order of nodes")
+	}
+}
+
+func BenchmarkPlace1000x4(b *testing.B) {
+	addrs := manyAddrs(1000)
+	nodes := []Node{node("n0"), node("n1"), node("n2"), node("n3")}
+	for b.Loop() {
+		Place(nodes, addrs)
+	}
+}
