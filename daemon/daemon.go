@@ -13,6 +13,7 @@ import (
 
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/kube"
+	"github.com/l2lb/l2lb/netio"
 )
 
 // Options are what the command line hands the daemon.
@@ -88,16 +89,49 @@ func Run(ctx context.Context, opts Options) error {
 		log.Info("l2lbd stopped", "connected", false)
 		return nil // ctx done
 	}
-	view := kube.NewView(client)
+	view := kube.NewView(client, cfg.Coordination.Namespace)
 	wg.Go(func() { view.Run(ctx) })
 	recorder, stopRecorder := kube.NewRecorder(client, cfg.NodeName)
 	defer stopRecorder()
-
-	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
 	co := cfg.Coordination
+
+	// Placement: every node decides which addresses it answers for.
+	heartbeat := kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log)
+	placer := newPlacer(placer{
+		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view,
+		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks,
+	})
+	announcer := netio.New(netio.Options{
+		Logger:           log,
+		AnnounceCount:    cfg.Announce.Count,
+		AnnounceInterval: cfg.Announce.Interval,
+		AnnounceRefresh:  cfg.Announce.Refresh,
+		OnConflict:       placer.onConflict,
+	})
+	placer.announcer = announcer
+	placeChanged := make(chan struct{}, 1)
+	allocChanged := make(chan struct{}, 1)
+	wg.Go(func() { fanOut(ctx, configChanged, placeChanged, allocChanged) })
+
+	// The data plane and the heartbeat stop last: after ctx is done, the
+	// announcer closes its sockets, and only then is the Lease deleted, so
+	// that peers never answer while this node still does.
+	dataCtx, stopData := context.WithCancel(context.Background())
+	defer stopData()
+	var dataPlane sync.WaitGroup
+	dataPlane.Go(func() {
+		if err := announcer.Run(dataCtx); err != nil {
+			log.Error("ARP/NDP responder stopped", "err", err)
+		}
+	})
+	dataPlane.Go(func() { heartbeat.Run(dataCtx) })
+	wg.Go(func() { placer.run(ctx, placeChanged) })
+
+	// Allocation: one elected node writes Service status.
+	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
 	wg.Go(func() {
 		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log,
-			func(ctx context.Context) { alloc.run(ctx, configChanged) })
+			func(ctx context.Context) { alloc.run(ctx, allocChanged) })
 		if err != nil {
 			log.Error("IPAM leader election stopped", "err", err)
 		}
@@ -105,15 +139,39 @@ func Run(ctx context.Context, opts Options) error {
 
 	<-ctx.Done()
 	log.Info("l2lbd stopping")
-	cancel()
+	announcer.SetDesired(nil) // stop answering at once
+	stopData()
+	dataPlane.Wait()
+	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
+	if err := heartbeat.Release(releaseCtx); err != nil {
+		log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
+	}
+	cancelRelease()
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil
 }
 
+// fanOut copies each signal from in to every out, coalescing.
+func fanOut(ctx context.Context, in <-chan struct{}, outs ...chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in:
+			for _, o := range outs {
+				select {
+				case o <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
 // warnRestartOnly says which edited fields take effect only after a restart.
 func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
-	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Coordination != cur.Coordination {
-		log.Warn("nodeName, kubeconfig and coordination take effect after a restart (systemctl restart l2lbd)")
+	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Coordination != cur.Coordination || old.Announce != cur.Announce {
+		log.Warn("nodeName, kubeconfig, coordination and announce take effect after a restart (systemctl restart l2lbd)")
 	}
 }

@@ -5,33 +5,59 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	coordlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
-// View is the daemon's read-only view of the cluster, kept by informers.
+// View is the daemon's read-only view of the cluster, kept by informers:
+// Services, EndpointSlices and Nodes cluster-wide, Leases in the
+// coordination namespace only (all the RBAC allows).
 type View struct {
-	factory  informers.SharedInformerFactory
-	services cache.SharedIndexInformer
-	changed  chan struct{}
+	factories []informers.SharedInformerFactory
+	informers []cache.SharedIndexInformer
+	services  corelisters.ServiceLister
+	nodes     corelisters.NodeLister
+	slices    discoverylisters.EndpointSliceLister
+	leases    coordlisters.LeaseLister
+	changed   chan struct{}
 }
 
 // NewView prepares informers on client; Run starts them.
-func NewView(client kubernetes.Interface) *View {
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip))
-	v := &View{factory: f, services: f.Core().V1().Services().Informer(), changed: make(chan struct{}, 1)}
+func NewView(client kubernetes.Interface, leaseNamespace string) *View {
+	all := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip))
+	coord := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip), informers.WithNamespace(leaseNamespace))
+	v := &View{
+		factories: []informers.SharedInformerFactory{all, coord},
+		services:  all.Core().V1().Services().Lister(),
+		nodes:     all.Core().V1().Nodes().Lister(),
+		slices:    all.Discovery().V1().EndpointSlices().Lister(),
+		leases:    coord.Coordination().V1().Leases().Lister(),
+		changed:   make(chan struct{}, 1),
+	}
+	v.informers = []cache.SharedIndexInformer{
+		all.Core().V1().Services().Informer(),
+		all.Core().V1().Nodes().Informer(),
+		all.Discovery().V1().EndpointSlices().Informer(),
+		coord.Coordination().V1().Leases().Informer(),
+	}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { v.poke() },
 		UpdateFunc: func(any, any) { v.poke() },
 		DeleteFunc: func(any) { v.poke() },
 	}
-	if _, err := v.services.AddEventHandler(notify); err != nil {
-		panic(fmt.Sprintf("informer handler: %v", err)) // only fails once stopped
+	for _, inf := range v.informers {
+		if _, err := inf.AddEventHandler(notify); err != nil {
+			panic(fmt.Sprintf("informer handler: %v", err)) // only fails once stopped
+		}
 	}
 	return v
 }
@@ -46,32 +72,61 @@ func (v *View) poke() {
 	}
 }
 
-// Run starts the informers and waits for their first sync (bounded by
-// syncTimeout, then keeps waiting in the background); it returns when ctx is
-// done.
+// Run runs the informers until ctx is done.
 func (v *View) Run(ctx context.Context) error {
-	v.factory.Start(ctx.Done())
+	for _, f := range v.factories {
+		f.Start(ctx.Done())
+	}
 	<-ctx.Done()
-	v.factory.Shutdown()
+	for _, f := range v.factories {
+		f.Shutdown()
+	}
 	return nil
 }
 
 // WaitSynced waits until every informer has listed once, or ctx is done.
 func (v *View) WaitSynced(ctx context.Context) bool {
-	for _, ok := range v.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
+	synced := make([]cache.InformerSynced, len(v.informers))
+	for i, inf := range v.informers {
+		synced[i] = inf.HasSynced
+	}
+	return cache.WaitForCacheSync(ctx.Done(), synced...)
+}
+
+// Synced reports whether every informer has listed once.
+func (v *View) Synced() bool {
+	for _, inf := range v.informers {
+		if !inf.HasSynced() {
 			return false
 		}
 	}
 	return true
 }
 
-// Synced reports whether every informer has listed once.
-func (v *View) Synced() bool { return v.services.HasSynced() }
+// The listers return the cached objects (stripped, shared: read-only).
 
-// Services returns every Service in the cluster (stripped; read-only).
+// Services returns every Service in the cluster.
 func (v *View) Services() []*corev1.Service {
-	out, _ := corelisters.NewServiceLister(v.services.GetIndexer()).List(labels.Everything())
+	out, _ := v.services.List(labels.Everything())
+	return out
+}
+
+// Nodes returns every Node.
+func (v *View) Nodes() []*corev1.Node {
+	out, _ := v.nodes.List(labels.Everything())
+	return out
+}
+
+// EndpointSlices returns the EndpointSlices of a Service.
+func (v *View) EndpointSlices(namespace, service string) []*discoveryv1.EndpointSlice {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service})
+	out, _ := v.slices.EndpointSlices(namespace).List(sel)
+	return out
+}
+
+// Leases returns the Leases of the coordination namespace.
+func (v *View) Leases() []*coordinationv1.Lease {
+	out, _ := v.leases.List(labels.Everything())
 	return out
 }
 
@@ -86,17 +141,37 @@ func strip(obj any) (any, error) {
 			delete(a, corev1.LastAppliedConfigAnnotation)
 		}
 	}
-	if svc, ok := obj.(*corev1.Service); ok {
-		svc.Labels = nil
-		svc.Spec.Selector = nil
-		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			svc.Annotations = nil
-			svc.Spec = corev1.ServiceSpec{Type: svc.Spec.Type}
-			svc.Status = corev1.ServiceStatus{}
+	switch o := obj.(type) {
+	case *corev1.Service:
+		o.Labels = nil
+		o.Spec.Selector = nil
+		if o.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			o.Annotations = nil
+			o.Spec = corev1.ServiceSpec{Type: o.Spec.Type}
+			o.Status = corev1.ServiceStatus{}
+		}
+	case *corev1.Node:
+		// Only readiness and the exclusion label matter.
+		o.Annotations = nil
+		o.Spec = corev1.NodeSpec{}
+		var ready []corev1.NodeCondition
+		for _, c := range o.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				ready = append(ready, c)
+			}
+		}
+		o.Status = corev1.NodeStatus{Conditions: ready}
+	case *discoveryv1.EndpointSlice:
+		o.Annotations = nil
+		o.Ports = nil
+		for i := range o.Endpoints {
+			o.Endpoints[i].Addresses = nil
+			o.Endpoints[i].TargetRef = nil
+			o.Endpoints[i].Hints = nil
 		}
 	}
 	return obj, nil
 }
 
-// resyncGrace bounds how long a write waits for the API server.
+// writeTimeout bounds how long a write waits for the API server.
 const writeTimeout = 10 * time.Second

@@ -63,7 +63,7 @@ type daemon struct {
 }
 
 // writeConfig writes node's configuration: its identity plus pools and extra.
-func writeConfig(t *testing.T, node *lab.Node, pools, extra string) string {
+func writeConfig(t testing.TB, node *lab.Node, pools, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), node.Name+".yaml")
 	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nmetrics: {address: \"\"}\nlog: {level: debug}\n%s%s", node.Name, node.Kubeconfig, pools, extra)
@@ -74,7 +74,7 @@ func writeConfig(t *testing.T, node *lab.Node, pools, extra string) string {
 }
 
 // startDaemons runs l2lbd on every node of l with the given pools.
-func startDaemons(t *testing.T, l *lab.Lab, pools, extra string) []*daemon {
+func startDaemons(t testing.TB, l *lab.Lab, pools, extra string) []*daemon {
 	t.Helper()
 	var ds []*daemon
 	for _, n := range l.Nodes {
@@ -85,7 +85,7 @@ func startDaemons(t *testing.T, l *lab.Lab, pools, extra string) []*daemon {
 	return ds
 }
 
-func (d *daemon) start(t *testing.T) {
+func (d *daemon) start(t testing.TB) {
 	t.Helper()
 	d.proc = d.node.Start(t, l2lbd, "run", "--config", d.config)
 }

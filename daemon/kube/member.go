@@ -1,0 +1,204 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Annotations of a member Lease: what its node can serve and claims.
+const (
+	AnnotationPools   = "l2lb.dev/pools"
+	AnnotationClaims  = "l2lb.dev/claims"
+	AnnotationDigest  = "l2lb.dev/config-digest"
+	AnnotationVersion = "l2lb.dev/version"
+)
+
+// MemberLeasePrefix starts the name of every member Lease: l2lbd-<node>.
+const MemberLeasePrefix = "l2lbd-"
+
+// Member is what a node publishes in its member Lease.
+type Member struct {
+	Pools   []string
+	Claims  []netip.Addr
+	Digest  string
+	Version string
+}
+
+// ParseMember reads a member Lease. ok is false for Leases that are not
+// member Leases (the IPAM Lease, others'); malformed entries are skipped.
+func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
+	node, isMember := strings.CutPrefix(l.Name, MemberLeasePrefix)
+	if !isMember || l.Name == IPAMLease || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node {
+		return "", Member{}, false
+	}
+	a := l.Annotations
+	for _, p := range strings.Split(a[AnnotationPools], ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			m.Pools = append(m.Pools, p)
+		}
+	}
+	for _, s := range strings.Split(a[AnnotationClaims], ",") {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil {
+			m.Claims = append(m.Claims, ip)
+		}
+	}
+	m.Digest, m.Version = a[AnnotationDigest], a[AnnotationVersion]
+	return node, m, true
+}
+
+func (m Member) annotations() map[string]string {
+	claims := make([]string, len(m.Claims))
+	for i, ip := range m.Claims {
+		claims[i] = ip.String()
+	}
+	slices.Sort(claims)
+	pools := slices.Sorted(slices.Values(m.Pools))
+	return map[string]string{
+		AnnotationPools:   strings.Join(pools, ","),
+		AnnotationClaims:  strings.Join(claims, ","),
+		AnnotationDigest:  m.Digest,
+		AnnotationVersion: m.Version,
+	}
+}
+
+// Heartbeat keeps this node's member Lease renewed every renew interval,
+// carrying the latest Member given to Set. That is its only steady-state
+// write; a change of Member is written at once.
+type Heartbeat struct {
+	client    kubernetes.Interface
+	namespace string
+	node      string
+	renew     time.Duration
+	duration  time.Duration
+	log       *slog.Logger
+
+	member  atomic.Pointer[Member]
+	kick    chan struct{}
+	lastOK  atomic.Pointer[time.Time]
+	lease   *coordinationv1.Lease // owned by Run
+	written map[string]string     // annotations last written, owned by Run
+}
+
+// NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
+// Run and the first Set.
+func NewHeartbeat(client kubernetes.Interface, namespace, node string, renew, duration time.Duration, log *slog.Logger) *Heartbeat {
+	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration, log: log, kick: make(chan struct{}, 1)}
+}
+
+// Set publishes m with the next renewal, immediately if it changed.
+func (h *Heartbeat) Set(m Member) {
+	h.member.Store(&m)
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// LastRenew is when the Lease was last written successfully (zero if never).
+func (h *Heartbeat) LastRenew() time.Time {
+	if t := h.lastOK.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
+}
+
+// Run renews until ctx is done. Failures are logged once per kind and retried
+// at the next tick; they never stop it.
+func (h *Heartbeat) Run(ctx context.Context) error {
+	tick := time.NewTicker(h.renew)
+	defer tick.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-h.kick:
+			if m := h.member.Load(); m != nil && maps.Equal(m.annotations(), h.written) {
+				continue // nothing new to say before the next tick
+			}
+		}
+		m := h.member.Load()
+		if m == nil {
+			continue // nothing to publish yet
+		}
+		if err := h.write(ctx, *m); err != nil {
+			if err.Error() != lastErr {
+				h.log.Warn("cannot renew member Lease", "err", err)
+				lastErr = err.Error()
+			}
+			continue
+		}
+		if lastErr != "" {
+			h.log.Info("member Lease renewed again")
+			lastErr = ""
+		}
+	}
+}
+
+// write renews the Lease with m, creating it if needed.
+func (h *Heartbeat) write(ctx context.Context, m Member) error {
+	ctx, cancel := context.WithTimeout(ctx, h.duration)
+	defer cancel()
+	leases := h.client.CoordinationV1().Leases(h.namespace)
+	now := metav1.NowMicro()
+	ann := m.annotations()
+	if h.lease == nil {
+		l, err := leases.Get(ctx, MemberLeasePrefix+h.node, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: MemberLeasePrefix + h.node, Namespace: h.namespace}}
+		case err != nil:
+			return fmt.Errorf("get member Lease: %w", err)
+		}
+		h.lease = l
+	}
+	l := h.lease.DeepCopy()
+	l.Annotations = ann
+	l.Spec.HolderIdentity = &h.node
+	secs := int32((h.duration + time.Second - 1) / time.Second)
+	l.Spec.LeaseDurationSeconds = &secs
+	l.Spec.RenewTime = &now
+	if l.Spec.AcquireTime == nil {
+		l.Spec.AcquireTime = &now
+	}
+	var out *coordinationv1.Lease
+	var err error
+	if l.ResourceVersion == "" {
+		out, err = leases.Create(ctx, l, metav1.CreateOptions{})
+	} else {
+		out, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		h.lease = nil // re-read before the next attempt (conflict, deleted)
+		return fmt.Errorf("write member Lease: %w", err)
+	}
+	h.lease, h.written = out, ann
+	t := time.Now()
+	h.lastOK.Store(&t)
+	return nil
+}
+
+// Release deletes the member Lease, so that peers take this node's addresses
+// over at once instead of waiting for it to expire.
+func (h *Heartbeat) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, h.duration)
+	defer cancel()
+	err := h.client.CoordinationV1().Leases(h.namespace).Delete(ctx, MemberLeasePrefix+h.node, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete member Lease: %w", err)
+	}
+	return nil
+}
