@@ -51,10 +51,10 @@ type placer struct {
 	conflicts chan netio.Conflict
 
 	// Owned by run's goroutine.
-	seen    map[string]seenLease     // peers' renewals, by this node's clock
-	owned   map[netip.Addr]string    // address -> interface answered on
-	owners  map[netip.Addr]string    // the last decision, for log reasons
-	yielded map[netip.Addr]bool      // given up to a peer while frozen
+	seen    map[string]seenLease      // peers' renewals, by this node's clock
+	owned   map[netip.Addr]string     // address -> interface answered on
+	owners  map[netip.Addr]string     // the last decision, for log reasons
+	yielded map[netip.Addr]bool       // given up to a peer while frozen
 	warned  map[conflictKey]time.Time // conflicts reported, for deduplication
 	frozen  bool
 }

@@ -141,4 +141,3 @@ func rssMiB(b *testing.B, pid int) float64 {
 	b.Fatalf("no VmRSS for pid %d", pid)
 	return 0
 }
-

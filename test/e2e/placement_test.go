@@ -415,4 +415,3 @@ func TestCutOffNode(t *testing.T) {
 		t.Errorf("after restore %s went back to %s", ip, got.Name)
 	}
 }
-
