@@ -120,7 +120,7 @@ func lockMachine(wait time.Duration, logf func(string, ...any)) (*os.File, error
 		time.Sleep(200 * time.Millisecond)
 	}
 	if err := f.Truncate(0); err == nil {
-		fmt.Fprintf(f, "%d\n", os.Getpid())
+		fmt.Fprintf(f, "%d %s\n", os.Getpid(), filepath.Base(os.Args[0]))
 	}
 	return f, nil
 }

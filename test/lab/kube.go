@@ -67,10 +67,11 @@ type Lab struct {
 
 // Node is a node namespace with its Kubernetes Node object and a kubeconfig
 // holding a token of ServiceAccount kube-system/l2lbd, bound to the RBAC of
-// examples/rbac.yaml.
+// examples/rbac.yaml. Name is the Node object's name; the namespace's name
+// is NS.Name.
 type Node struct {
 	*NS
-	Name       string // Node object name: node-<i>
+	Name       string // Node object name: node-<i>, also the daemon's nodeName
 	Kubeconfig string // file
 
 	kubectl string
@@ -80,10 +81,15 @@ type Node struct {
 // of examples/rbac.yaml, a kubeconfig per node and Ready Node objects. It
 // fails t if anything is missing or fails (kube-apiserver and kubectl come
 // from $L2LB_KUBE_BIN, else from the cache of test/kubebin/build.sh) and
-// tears everything down at t's cleanup. Methods of Lab fail t, so call them
-// from t's goroutine.
+// tears everything down at t's cleanup. Methods of Lab fail t through
+// t.Fatalf: call them from the goroutine of the test that started the lab,
+// not from its subtests.
 func Start(t testing.TB, opts Options) *Lab {
 	t.Helper()
+	tools := []string{"ip", "arping", "ndisc6", "curl", "etcd"}
+	if err := requirements(tools...); err != nil {
+		t.Fatalf("lab: %v", err)
+	}
 	bin, err := kubeBinDir()
 	if err != nil {
 		t.Fatalf("lab: %v", err)
@@ -92,7 +98,7 @@ func Start(t testing.TB, opts Options) *Lab {
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
-	r := begin(t, "ip", "arping", "ndisc6", "curl", "etcd")
+	r := begin(t, tools...)
 	n, err := r.network(opts.Nodes)
 	if err != nil {
 		t.Fatalf("lab: %v", err)

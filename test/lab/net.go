@@ -84,6 +84,8 @@ type run struct {
 	dir  string
 	logf func(string, ...any)
 
+	locked time.Time // when the machine lock was taken: bring-up starts here
+
 	mu      sync.Mutex
 	lock    *os.File
 	procs   []*Proc
@@ -104,7 +106,7 @@ func begin(t testing.TB, tools ...string) *run {
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
-	r := &run{lock: lock, logf: t.Logf}
+	r := &run{lock: lock, locked: time.Now(), logf: t.Logf}
 	t.Cleanup(func() {
 		if err := r.teardown(); err != nil {
 			t.Errorf("lab: teardown: %v", err)

@@ -288,7 +288,7 @@ func (l *Lab) blackhole(n *Node, op string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dst := netip.PrefixFrom(BridgeV4, 32).String()
-	_, err := ipCmd(ctx, nil, "-n", n.Name, "route", op, "blackhole", dst)
+	_, err := ipCmd(ctx, nil, "-n", n.NS.Name, "route", op, "blackhole", dst)
 	if err != nil && op == "del" && strings.Contains(err.Error(), "No such process") {
 		return fmt.Errorf("node is not cut off: %w", err)
 	}
