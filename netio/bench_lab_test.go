@@ -202,6 +202,12 @@ func (p *probe) latencies(t *testing.T, n int, reqs map[netip.Addr][]byte) (map[
 
 // rate sends req at perSecond for d and counts the answers.
 func (p *probe) rate(t *testing.T, req []byte, target netip.Addr, perSecond int, d time.Duration) (sent, answered int) {
+	// Drop answers still queued from earlier runs.
+	for {
+		if _, _, err := unix.Recvfrom(p.fd, make([]byte, 2048), unix.MSG_DONTWAIT); err != nil {
+			break
+		}
+	}
 	var got atomic.Int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
