@@ -46,6 +46,7 @@ import (
 GO
 go mod tidy >&2
 for b in "${bins[@]}"; do
+	[ -x "$cache/$b" ] && continue # an earlier run built it
 	echo "build.sh: building $b $version (a few minutes on 2 cores)" >&2
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version" \
 		-o "$work/$b" "k8s.io/kubernetes/cmd/$b" >&2

@@ -99,12 +99,14 @@ func Start(t testing.TB, opts Options) *Lab {
 		t.Fatalf("lab: %v", err)
 	}
 	r := begin(t, tools...)
+	sw := &stopwatch{last: r.locked}
 	n, err := r.network(opts.Nodes)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
+	sw.lap("network")
 	l := &Lab{Net: n, Kubectl: filepath.Join(bin, "kubectl"), t: t}
-	if err := l.startKube(filepath.Join(bin, "kube-apiserver"), opts.APIServerArgs, rbac); err != nil {
+	if err := l.startKube(filepath.Join(bin, "kube-apiserver"), opts.APIServerArgs, rbac, sw); err != nil {
 		t.Fatalf("lab: %v", err)
 	}
 	for _, ns := range n.Nodes {
@@ -114,7 +116,21 @@ func Start(t testing.TB, opts Options) *Lab {
 		}
 		l.Nodes = append(l.Nodes, node)
 	}
+	sw.lap("nodes")
+	t.Logf("lab: %s up in %v (%s)", r.id, time.Since(r.locked).Round(time.Millisecond), strings.Join(sw.laps, ", "))
 	return l
+}
+
+// stopwatch names the phases of a bring-up, for the log.
+type stopwatch struct {
+	last time.Time
+	laps []string
+}
+
+func (s *stopwatch) lap(name string) {
+	now := time.Now()
+	s.laps = append(s.laps, name+" "+now.Sub(s.last).Round(time.Millisecond).String())
+	s.last = now
 }
 
 // AddNode adds a node namespace with its Node object and kubeconfig.
@@ -211,7 +227,7 @@ func freePort(ip netip.Addr) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string) error {
+func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *stopwatch) error {
 	r := l.run
 	var err error
 	if l.pki, err = writePKI(r.dir); err != nil {
@@ -246,6 +262,7 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string) error
 	if err := waitHTTP(etcd, etcdURL+"/health", nil, "", 20*time.Second); err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
+	sw.lap("etcd")
 
 	l.API = "https://" + netip.AddrPortFrom(BridgeV4, uint16(apiPort)).String()
 	f := func(name string) string { return filepath.Join(r.dir, name) }
@@ -269,6 +286,7 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string) error
 	if err := l.startAPI(); err != nil {
 		return err
 	}
+	sw.lap("kube-apiserver")
 
 	l.AdminKubeconfig = f("admin.kubeconfig")
 	if err := writeKubeconfig(l.AdminKubeconfig, l.API, l.pki.caPEM, "lab-admin", l.pki.adminToken); err != nil {
@@ -293,6 +311,7 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string) error
 	} else {
 		r.logf("lab: %s", strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; "))
 	}
+	sw.lap("rbac")
 	return nil
 }
 

@@ -280,7 +280,7 @@ func (r *run) teardown() error {
 
 	var errs []error
 	for i := len(r.procs) - 1; i >= 0; i-- {
-		r.procs[i].stop(2 * time.Second)
+		r.procs[i].Kill()
 	}
 	for i := len(r.closers) - 1; i >= 0; i-- {
 		r.closers[i]()
