@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -96,6 +97,9 @@ func lockMachine(wait time.Duration, logf func(string, ...any)) (*os.File, error
 	}
 	start := time.Now()
 	nextLog := start
+	if time.Since(time.Unix(0, lastRelease.Load())) < 2*time.Second && othersWaiting() {
+		time.Sleep(time.Second)
+	}
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -105,6 +109,7 @@ func lockMachine(wait time.Duration, logf func(string, ...any)) (*os.File, error
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", LockPath, err)
 		}
+		touchWaiting()
 		holder, _ := os.ReadFile(LockPath)
 		waited := time.Since(start)
 		if waited >= wait {
@@ -129,6 +134,27 @@ func unlockMachine(f *os.File) {
 	f.Truncate(0)
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	f.Close()
+	lastRelease.Store(time.Now().UnixNano())
+}
+
+// flock is not fair, and go test runs a package's tests back to back: a
+// process that just released the lock would take it back before a waiting
+// process polls again. Waiters touch waitPath on every poll; a process that
+// released the lock within 2 s and sees waiters lets them go first.
+const waitPath = "/run/l2lb-lab.wait"
+
+var lastRelease atomic.Int64 // UnixNano of this process's last release
+
+func touchWaiting() {
+	now := time.Now()
+	if err := os.Chtimes(waitPath, now, now); errors.Is(err, os.ErrNotExist) {
+		os.WriteFile(waitPath, nil, 0o644)
+	}
+}
+
+func othersWaiting() bool {
+	fi, err := os.Stat(waitPath)
+	return err == nil && time.Since(fi.ModTime()) < time.Second
 }
 
 // Clean removes what crashed labs left behind: their processes, links,

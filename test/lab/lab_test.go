@@ -242,7 +242,6 @@ func TestLab(t *testing.T) {
 	var id string
 	t.Run("up", func(t *testing.T) {
 		l := Start(t, Options{Nodes: 3})
-		t.Logf("lab of 3 nodes up in %v (after the lock) at %s", time.Since(l.run.locked), l.API)
 		id = l.run.id
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
