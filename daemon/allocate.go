@@ -67,6 +67,9 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 // reconcile makes every Service's status match ipam's decision and returns
 // how many writes failed.
 func (a *allocator) reconcile(ctx context.Context) int {
+	if !a.view.Synced() {
+		return 0 // never allocate from a partial view: it would hand out taken addresses
+	}
 	cfg := a.config()
 	var served []*corev1.Service
 	var snapshot []ipam.Service

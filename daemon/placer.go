@@ -57,6 +57,11 @@ type placer struct {
 	yielded map[netip.Addr]bool       // given up to a peer while frozen
 	warned  map[conflictKey]time.Time // conflicts reported, for deduplication
 	frozen  bool
+	// fresh is the latest local time at which this node wrote a renewal of
+	// its own Lease that has since come back through the informers: the
+	// view is known to be at least that recent.
+	fresh     time.Time
+	refreshed time.Time // when the informers were last replaced (or started)
 }
 
 type seenLease struct {
@@ -97,6 +102,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		return
 	}
 	p.restoreClaims()
+	p.refreshed = time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -179,8 +185,12 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	cfg := p.config()
 	co := cfg.Coordination
 	renewDeadline := co.LeaseDuration * 2 / 3
-	last := p.heartbeat.LastRenew()
-	healthy := p.view.Synced() && !last.IsZero() && now.Sub(last) <= renewDeadline
+	p.observeOwnLease()
+	// Healthy when both directions to the API work: this node's renewals
+	// are written, and come back through its informers. A node cut off, an
+	// API server down, or informers that have not caught up after an outage
+	// all make the view stale, and a stale node takes nothing over.
+	healthy := p.view.Synced() && !p.fresh.IsZero() && now.Sub(p.fresh) <= renewDeadline
 	if healthy && p.frozen {
 		// Peers were unobservable too; give each a full lease duration to
 		// show it is alive before taking anything over.
@@ -188,15 +198,20 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 			s.at = now
 			p.seen[k] = s
 		}
-		if !last.IsZero() {
-			p.log.Info("view of the cluster is fresh again; placing addresses normally")
-		}
+		p.log.Info("view of the cluster is fresh; placing addresses")
 		clear(p.yielded)
 	} else if !healthy && !p.frozen {
-		p.log.Warn("view of the cluster is stale (member Lease not renewed); keeping current addresses, taking none over",
-			"last_renew", last.Format(time.RFC3339Nano))
+		p.log.Warn("view of the cluster is stale (own Lease renewals not seen back); keeping current addresses, taking none over",
+			"fresh_at", p.fresh.Format(time.RFC3339Nano))
 	}
 	p.frozen = !healthy
+	// Writes work but the informers lag (reflectors back off after an API
+	// outage): replace them rather than wait.
+	if !healthy && now.Sub(p.heartbeat.LastWritten()) < co.RenewInterval*2 && now.Sub(p.fresh) > renewDeadline && now.Sub(p.refreshed) > co.LeaseDuration {
+		p.log.Info("own Lease renewals are not coming back through the informers; restarting them")
+		p.view.Refresh()
+		p.refreshed = now
+	}
 
 	links, err := p.links()
 	if err != nil {
@@ -234,9 +249,22 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	p.owners = owners
 
 	if healthy {
-		wake = min(wake, last.Add(renewDeadline).Sub(now))
+		wake = min(wake, p.fresh.Add(renewDeadline).Sub(now))
 	}
 	return max(min(wake, co.RenewInterval), time.Millisecond)
+}
+
+// observeOwnLease advances fresh when the informers show a renewal of this
+// node's Lease that the heartbeat wrote.
+func (p *placer) observeOwnLease() {
+	for _, l := range p.view.Leases() {
+		if node, _, ok := kube.ParseMember(l); !ok || node != p.node || l.Spec.RenewTime == nil {
+			continue
+		}
+		if at, ok := p.heartbeat.WrittenAt(l.Spec.RenewTime.Time); ok && at.After(p.fresh) {
+			p.fresh = at
+		}
+	}
 }
 
 // nodes builds every node's placement input and the time until the next

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,9 +87,20 @@ type Heartbeat struct {
 
 	member  atomic.Pointer[Member]
 	kick    chan struct{}
-	lastOK  atomic.Pointer[time.Time]
 	lease   *coordinationv1.Lease // owned by Run
 	written map[string]string     // annotations last written, owned by Run
+
+	// renewals remembers, for the last few successful writes, the renewTime
+	// the API server stored and when (by this node's clock) it was written.
+	// Seeing one of them come back through the informer proves the view is
+	// at least that fresh.
+	renewalsMu sync.Mutex
+	renewals   []renewal
+}
+
+type renewal struct {
+	renew   time.Time // as stored, microsecond precision
+	written time.Time // local
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
@@ -106,12 +118,27 @@ func (h *Heartbeat) Set(m Member) {
 	}
 }
 
-// LastRenew is when the Lease was last written successfully (zero if never).
-func (h *Heartbeat) LastRenew() time.Time {
-	if t := h.lastOK.Load(); t != nil {
-		return *t
+// LastWritten is when the Lease was last written successfully (zero if never).
+func (h *Heartbeat) LastWritten() time.Time {
+	h.renewalsMu.Lock()
+	defer h.renewalsMu.Unlock()
+	if len(h.renewals) == 0 {
+		return time.Time{}
 	}
-	return time.Time{}
+	return h.renewals[len(h.renewals)-1].written
+}
+
+// WrittenAt returns when this node wrote the renewal with the given
+// renewTime, if it is one of its recent ones.
+func (h *Heartbeat) WrittenAt(renew time.Time) (time.Time, bool) {
+	h.renewalsMu.Lock()
+	defer h.renewalsMu.Unlock()
+	for _, r := range h.renewals {
+		if r.renew.Equal(renew) {
+			return r.written, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // Run renews until ctx is done. Failures are logged once per kind and retried
@@ -186,8 +213,14 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 		return fmt.Errorf("write member Lease: %w", err)
 	}
 	h.lease, h.written = out, ann
-	t := time.Now()
-	h.lastOK.Store(&t)
+	if out.Spec.RenewTime != nil {
+		h.renewalsMu.Lock()
+		h.renewals = append(h.renewals, renewal{renew: out.Spec.RenewTime.Time, written: time.Now()})
+		if len(h.renewals) > 16 {
+			h.renewals = h.renewals[1:]
+		}
+		h.renewalsMu.Unlock()
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -21,29 +22,47 @@ import (
 // View is the daemon's read-only view of the cluster, kept by informers:
 // Services, EndpointSlices and Nodes cluster-wide, Leases in the
 // coordination namespace only (all the RBAC allows).
+//
+// client-go's reflectors back off up to a minute after a long API outage;
+// Refresh replaces the informers with new ones that list at once, swapped in
+// only once they have synced, so the view never goes empty.
 type View struct {
+	client    kubernetes.Interface
+	leaseNS   string
+	cur       atomic.Pointer[informerSet]
+	changed   chan struct{}
+	refreshes chan struct{}
+}
+
+// informerSet is one generation of informers and their listers.
+type informerSet struct {
 	factories []informers.SharedInformerFactory
 	informers []cache.SharedIndexInformer
 	services  corelisters.ServiceLister
 	nodes     corelisters.NodeLister
 	slices    discoverylisters.EndpointSliceLister
 	leases    coordlisters.LeaseLister
-	changed   chan struct{}
+	stop      context.CancelFunc
 }
 
 // NewView prepares informers on client; Run starts them.
 func NewView(client kubernetes.Interface, leaseNamespace string) *View {
-	all := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip))
-	coord := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(strip), informers.WithNamespace(leaseNamespace))
-	v := &View{
+	v := &View{client: client, leaseNS: leaseNamespace, changed: make(chan struct{}, 1), refreshes: make(chan struct{}, 1)}
+	v.cur.Store(v.newSet())
+	return v
+}
+
+func (v *View) newSet() *informerSet {
+	all := informers.NewSharedInformerFactoryWithOptions(v.client, 0, informers.WithTransform(strip))
+	coord := informers.NewSharedInformerFactoryWithOptions(v.client, 0, informers.WithTransform(strip), informers.WithNamespace(v.leaseNS))
+	s := &informerSet{
 		factories: []informers.SharedInformerFactory{all, coord},
 		services:  all.Core().V1().Services().Lister(),
 		nodes:     all.Core().V1().Nodes().Lister(),
 		slices:    all.Discovery().V1().EndpointSlices().Lister(),
 		leases:    coord.Coordination().V1().Leases().Lister(),
-		changed:   make(chan struct{}, 1),
 	}
-	v.informers = []cache.SharedIndexInformer{
+	s.informers = []cache.SharedIndexInformer{
 		all.Core().V1().Services().Informer(),
 		all.Core().V1().Nodes().Informer(),
 		all.Discovery().V1().EndpointSlices().Informer(),
@@ -54,12 +73,43 @@ func NewView(client kubernetes.Interface, leaseNamespace string) *View {
 		UpdateFunc: func(any, any) { v.poke() },
 		DeleteFunc: func(any) { v.poke() },
 	}
-	for _, inf := range v.informers {
+	for _, inf := range s.informers {
 		if _, err := inf.AddEventHandler(notify); err != nil {
 			panic(fmt.Sprintf("informer handler: %v", err)) // only fails once stopped
 		}
 	}
-	return v
+	return s
+}
+
+func (s *informerSet) start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(ctx)
+	for _, f := range s.factories {
+		f.Start(ctx.Done())
+	}
+}
+
+func (s *informerSet) shutdown() {
+	s.stop()
+	for _, f := range s.factories {
+		f.Shutdown()
+	}
+}
+
+func (s *informerSet) synced() bool {
+	for _, inf := range s.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *informerSet) waitSynced(ctx context.Context) bool {
+	fns := make([]cache.InformerSynced, len(s.informers))
+	for i, inf := range s.informers {
+		fns[i] = inf.HasSynced
+	}
+	return cache.WaitForCacheSync(ctx.Done(), fns...)
 }
 
 // Changed delivers a signal (coalesced) whenever anything in the view changes.
@@ -72,61 +122,68 @@ func (v *View) poke() {
 	}
 }
 
+// Refresh asks Run to replace the informers (see View); requests coalesce.
+func (v *View) Refresh() {
+	select {
+	case v.refreshes <- struct{}{}:
+	default:
+	}
+}
+
 // Run runs the informers until ctx is done.
 func (v *View) Run(ctx context.Context) error {
-	for _, f := range v.factories {
-		f.Start(ctx.Done())
+	v.cur.Load().start(ctx)
+	defer func() { v.cur.Load().shutdown() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-v.refreshes:
+		}
+		next := v.newSet()
+		next.start(ctx)
+		syncCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		ok := next.waitSynced(syncCtx)
+		cancel()
+		if !ok {
+			next.shutdown()
+			continue
+		}
+		v.cur.Swap(next).shutdown()
+		v.poke()
 	}
-	<-ctx.Done()
-	for _, f := range v.factories {
-		f.Shutdown()
-	}
-	return nil
 }
 
 // WaitSynced waits until every informer has listed once, or ctx is done.
-func (v *View) WaitSynced(ctx context.Context) bool {
-	synced := make([]cache.InformerSynced, len(v.informers))
-	for i, inf := range v.informers {
-		synced[i] = inf.HasSynced
-	}
-	return cache.WaitForCacheSync(ctx.Done(), synced...)
-}
+func (v *View) WaitSynced(ctx context.Context) bool { return v.cur.Load().waitSynced(ctx) }
 
 // Synced reports whether every informer has listed once.
-func (v *View) Synced() bool {
-	for _, inf := range v.informers {
-		if !inf.HasSynced() {
-			return false
-		}
-	}
-	return true
-}
+func (v *View) Synced() bool { return v.cur.Load().synced() }
 
 // The listers return the cached objects (stripped, shared: read-only).
 
 // Services returns every Service in the cluster.
 func (v *View) Services() []*corev1.Service {
-	out, _ := v.services.List(labels.Everything())
+	out, _ := v.cur.Load().services.List(labels.Everything())
 	return out
 }
 
 // Nodes returns every Node.
 func (v *View) Nodes() []*corev1.Node {
-	out, _ := v.nodes.List(labels.Everything())
+	out, _ := v.cur.Load().nodes.List(labels.Everything())
 	return out
 }
 
 // EndpointSlices returns the EndpointSlices of a Service.
 func (v *View) EndpointSlices(namespace, service string) []*discoveryv1.EndpointSlice {
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service})
-	out, _ := v.slices.EndpointSlices(namespace).List(sel)
+	out, _ := v.cur.Load().slices.EndpointSlices(namespace).List(sel)
 	return out
 }
 
 // Leases returns the Leases of the coordination namespace.
 func (v *View) Leases() []*coordinationv1.Lease {
-	out, _ := v.leases.List(labels.Everything())
+	out, _ := v.cur.Load().leases.List(labels.Everything())
 	return out
 }
 
