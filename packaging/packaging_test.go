@@ -722,3 +722,79 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	checkGone(t, "after the second purge")
 	noCalls("the second dpkg --purge")
 }
+
+// packaging/version.sh on a scratch repository, through a project's life,
+// and the order dpkg and rpm give the results.
+func TestVersion(t *testing.T) {
+	need(t, "git", "dpkg", "rpm")
+	repo := t.TempDir()
+	script := must(filepath.Abs("version.sh"))
+	git := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := cmd(time.Minute, repo, nil, "", "git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "tag.gpgSign=false", "-c", "commit.gpgSign=false"}, args...)...)
+		if err != nil {
+			t.Fatalf("git %v: %v %s", args, err, stderr)
+		}
+		return strings.TrimSpace(out)
+	}
+	version := func() string {
+		t.Helper()
+		out, stderr, err := cmd(time.Minute, repo, nil, "", script)
+		if err != nil {
+			t.Fatalf("version.sh: %v %s", err, stderr)
+		}
+		return strings.TrimSpace(out)
+	}
+	commit := func(content string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(repo, "f"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		git("add", "f")
+		git("commit", "-q", "-m", content)
+		return git("rev-parse", "--short=12", "HEAD")
+	}
+	git("init", "-q")
+
+	var seen []string
+	check := func(want string) {
+		t.Helper()
+		if got := version(); got != want {
+			t.Errorf("version.sh: want %q, got %q", want, got)
+		}
+		seen = append(seen, want)
+	}
+	h := commit("1")
+	check("0.0.0~git1." + h)
+	h = commit("2")
+	check("0.0.0~git2." + h)
+	if err := os.WriteFile(filepath.Join(repo, "f"), []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := version(), "0.0.0~git2."+h+".dirty"; got != want {
+		t.Errorf("version.sh with a modified file: want %q, got %q", want, got)
+	}
+	git("checkout", "-q", "f")
+	commit("3")
+	git("tag", "v1.0.0-rc.1")
+	check("1.0.0~rc.1")
+	git("tag", "v1.0.0")
+	check("1.0.0")
+	h = commit("4")
+	check("1.0.0+git1." + h)
+	commit("5")
+	git("tag", "v1.0.1")
+	check("1.0.1")
+
+	// Each version sorts after the one before, for dpkg and for rpm.
+	for i := 1; i < len(seen); i++ {
+		a, b := seen[i-1], seen[i]
+		if _, _, err := cmd(time.Minute, "", nil, "", "dpkg", "--compare-versions", a, "lt", b); err != nil {
+			t.Errorf("dpkg: want %s < %s", a, b)
+		}
+		lua := fmt.Sprintf(`%%{lua: print(rpm.vercmp("%s", "%s"))}`, a, b)
+		if out := strings.TrimSpace(run(t, nil, "rpm", "--eval", lua)); out != "-1" {
+			t.Errorf("rpm: want %s < %s, rpm.vercmp says %s", a, b, out)
+		}
+	}
+}
