@@ -17,6 +17,10 @@ declare -A need=(
 	[curl]=curl
 	[make]=make
 	[gcc]=gcc
+	[lintian]=lintian
+	[rpm]=rpm
+	[rpmlint]=rpmlint
+	[systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!need[@]}"; do
