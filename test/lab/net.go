@@ -325,8 +325,19 @@ func watchInterrupts(r *run) {
 	if interrupts.stop != nil {
 		return
 	}
+	// A signal the test process ignores (SIGINT in a background job of
+	// a script) must stay ignored: the test is not meant to die of it.
+	var watch []os.Signal
+	for _, sig := range []os.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		if !signal.Ignored(sig) {
+			watch = append(watch, sig)
+		}
+	}
+	if len(watch) == 0 {
+		return
+	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, watch...)
 	stop := make(chan struct{})
 	interrupts.stop = stop
 	go func() {
