@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options) error {
 	// Allocation: one elected node writes Service status.
 	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
 	wg.Go(func() {
-		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log,
+		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.LeaseDuration, log,
 			func(ctx context.Context) { alloc.run(ctx, allocChanged) })
 		if err != nil {
 			log.Error("IPAM leader election stopped", "err", err)

@@ -18,19 +18,24 @@ const IPAMLease = "l2lbd-ipam"
 // Elect campaigns for IPAMLease in namespace until ctx is done, running lead
 // while this node holds it. lead's context ends when leadership is lost; on
 // shutdown the lease is released so that a peer takes over at once.
-func Elect(ctx context.Context, client kubernetes.Interface, namespace, identity string, renew, leaseDuration time.Duration, log *slog.Logger, lead func(context.Context)) error {
+//
+// The IPAM lease is held four times as long as a member Lease and renewed
+// once per member leaseDuration: a crashed leader only delays allocation of
+// new Services (answering never depends on it), and the leader's extra write
+// stays a fraction of the member renewals.
+func Elect(ctx context.Context, client kubernetes.Interface, namespace, identity string, memberLease time.Duration, log *slog.Logger, lead func(context.Context)) error {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metaFor(namespace, IPAMLease),
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
-	// client-go requires LeaseDuration > RenewDeadline > 1.2 × RetryPeriod;
-	// config validation guarantees leaseDuration >= 2 × renew.
+	// client-go requires LeaseDuration > RenewDeadline > 1.2 × RetryPeriod.
+	duration := 4 * memberLease
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
-		LeaseDuration:   leaseDuration,
-		RenewDeadline:   leaseDuration * 2 / 3,
-		RetryPeriod:     renew,
+		LeaseDuration:   duration,
+		RenewDeadline:   duration * 2 / 3,
+		RetryPeriod:     memberLease,
 		ReleaseOnCancel: true,
 		Name:            IPAMLease,
 		Callbacks: leaderelection.LeaderCallbacks{

@@ -91,7 +91,7 @@ func (d *daemon) start(t testing.TB) {
 }
 
 // ipamLeader returns the holder of the IPAM Lease, waiting (bounded) for one.
-func ipamLeader(t *testing.T, l *lab.Lab) string {
+func ipamLeader(t testing.TB, l *lab.Lab) string {
 	t.Helper()
 	var holder string
 	waitFor(t, 20*time.Second, "an IPAM leader", func(ctx context.Context) bool {
@@ -106,7 +106,7 @@ func ipamLeader(t *testing.T, l *lab.Lab) string {
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -132,10 +132,10 @@ func ingress(ctx context.Context, l *lab.Lab, ns, name string) ([]netip.Addr, er
 }
 
 // waitIngress waits until the Service's status holds n addresses and returns them.
-func waitIngress(t *testing.T, l *lab.Lab, ns, name string, n int) []netip.Addr {
+func waitIngress(t testing.TB, l *lab.Lab, ns, name string, n int) []netip.Addr {
 	t.Helper()
 	var ips []netip.Addr
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d status address(es) on %s/%s", n, ns, name), func(ctx context.Context) bool {
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d status address(es) on %s/%s", n, ns, name), func(ctx context.Context) bool {
 		got, err := ingress(ctx, l, ns, name)
 		ips = got
 		return err == nil && len(got) == n
@@ -160,7 +160,7 @@ func events(ctx context.Context, l *lab.Lab, ns, name string) []string {
 }
 
 // waitEvent waits for an Event on the Service containing want.
-func waitEvent(t *testing.T, l *lab.Lab, ns, name, want string) {
+func waitEvent(t testing.TB, l *lab.Lab, ns, name, want string) {
 	t.Helper()
 	waitFor(t, 20*time.Second, fmt.Sprintf("an Event %q on %s/%s", want, ns, name), func(ctx context.Context) bool {
 		return slices.ContainsFunc(events(ctx, l, ns, name), func(e string) bool { return strings.Contains(e, want) })

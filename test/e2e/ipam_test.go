@@ -149,7 +149,7 @@ func TestRestartKeepsAssignments(t *testing.T) {
 }
 
 // assignments maps namespace/name to status addresses for every Service.
-func assignments(t *testing.T, l *lab.Lab) map[string][]netip.Addr {
+func assignments(t testing.TB, l *lab.Lab) map[string][]netip.Addr {
 	t.Helper()
 	out := map[string][]netip.Addr{}
 	for _, svc := range lbSvcs(l) {
@@ -170,7 +170,7 @@ func ingressOf(svc *corev1.Service) []netip.Addr {
 
 // waitAllAssigned waits until n LoadBalancer Services have one address each,
 // all distinct, and returns the assignments.
-func waitAllAssigned(t *testing.T, l *lab.Lab, n int) map[string][]netip.Addr {
+func waitAllAssigned(t testing.TB, l *lab.Lab, n int) map[string][]netip.Addr {
 	t.Helper()
 	var got map[string][]netip.Addr
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d Services with an address", n), func(context.Context) bool {
@@ -239,7 +239,7 @@ func TestConfigEditReallocates(t *testing.T) {
 	waitEvent(t, l, "default", "moving", "IPReallocated: Re-allocated 198.51.100.200 -> 198.51.100.230")
 }
 
-func mustRead(t *testing.T, path string) string {
+func mustRead(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

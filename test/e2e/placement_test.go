@@ -223,7 +223,7 @@ func TestEligibility(t *testing.T) {
 	}
 }
 
-func waitOwner(t *testing.T, l *lab.Lab, ip netip.Addr, want string) {
+func waitOwner(t testing.TB, l *lab.Lab, ip netip.Addr, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -234,7 +234,7 @@ func waitOwner(t *testing.T, l *lab.Lab, ip netip.Addr, want string) {
 	t.Fatalf("%s not answered by %s alone within 20s (now %v)", ip, want, answering(t, l, ip))
 }
 
-func waitOwnerNot(t *testing.T, l *lab.Lab, ip netip.Addr, not string) *lab.Node {
+func waitOwnerNot(t testing.TB, l *lab.Lab, ip netip.Addr, not string) *lab.Node {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/l2lb/l2lb/test/lab"
+)
+
+// prober sends an ARP request for one IP from the client namespace every
+// period and records every reply with its arrival time: a packet socket in
+// the client's namespace, so that timings are the network's, not a spawned
+// arping's.
+type prober struct {
+	client *arp.Client
+	mu     sync.Mutex
+	ip     netip.Addr
+	seen   []reply
+}
+
+type reply struct {
+	at  time.Time
+	mac string
+}
+
+func startProber(b testing.TB, l *lab.Lab, period time.Duration) *prober {
+	p := &prober{}
+	err := l.Net.Client.Do(func() error {
+		ifi, err := net.InterfaceByName(l.Net.Client.Link)
+		if err != nil {
+			return err
+		}
+		p.client, err = arp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		b.Fatalf("prober: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			p.client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			pkt, _, err := p.client.Read()
+			if err != nil || pkt.Operation != arp.OperationReply {
+				continue
+			}
+			p.mu.Lock()
+			if pkt.SenderIP == p.ip {
+				p.seen = append(p.seen, reply{time.Now(), pkt.SenderHardwareAddr.String()})
+			}
+			p.mu.Unlock()
+		}
+	})
+	wg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			p.mu.Lock()
+			ip := p.ip
+			p.mu.Unlock()
+			if ip.IsValid() {
+				p.client.Request(ip)
+			}
+		}
+	})
+	b.Cleanup(func() { cancel(); wg.Wait(); p.client.Close() })
+	return p
+}
+
+// watch starts recording replies for ip, forgetting earlier ones.
+func (p *prober) watch(ip netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ip, p.seen = ip, nil
+}
+
+func (p *prober) replies() []reply {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.seen)
+}
+
+// firstReplyAfter waits for a reply from a MAC other than not and returns its time.
+func (p *prober) firstReplyAfter(b testing.TB, not string, timeout time.Duration) reply {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, r := range p.replies() {
+			if r.mac != not {
+				return r
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatalf("no reply from a MAC other than %q within %v", not, timeout)
+	return reply{}
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
+}
+
+func reportMS(b *testing.B, d []time.Duration, name string) {
+	p50, p99 := percentiles(d)
+	b.ReportMetric(float64(p50.Microseconds())/1000, name+"-p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, name+"-p99-ms")
+}
+
+// BenchmarkCreateToARP: from creating a Service (asking for a known
+// address) to the first ARP reply the client gets for it, over 20 Services.
+func BenchmarkCreateToARP(b *testing.B) {
+	for b.Loop() {
+		l := lab.Start(b, lab.Options{Nodes: 3})
+		startDaemons(b, l, "pools:\n  - name: lan\n    addresses: [198.51.100.200-198.51.100.250]\n", "")
+		ipamLeader(b, l)
+		p := startProber(b, l, time.Millisecond)
+		var lat []time.Duration
+		for i := range 20 {
+			ip := netip.AddrFrom4([4]byte{198, 51, 100, byte(200 + i)})
+			p.watch(ip)
+			start := time.Now()
+			l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%d", i), lab.WithAnnotation("l2lb.dev/ips", ip.String()))
+			lat = append(lat, p.firstReplyAfter(b, "", 20*time.Second).at.Sub(start))
+		}
+		reportMS(b, lat, "create-to-arp")
+	}
+}
+
+// failoverRuns kills (sig) the owner of one address runs times and measures
+// the time from the signal to the client's neighbour entry pointing at the
+// new owner (the gratuitous ARP), and from the signal to the first reply of
+// the new owner to the prober. It also counts instants at which two MACs
+// answered: replies of the old MAC after the first of the new one.
+func failoverRuns(b *testing.B, extra string, sig syscall.Signal, runs int) (neigh, firstReply []time.Duration, overlaps int) {
+	l := lab.Start(b, lab.Options{Nodes: 3})
+	ds := startDaemons(b, l, "pools:\n  - name: lan\n    addresses: [198.51.100.200-198.51.100.250]\n", extra)
+	ip := netip.MustParseAddr("198.51.100.200")
+	l.CreateLBService(ctxBg, "default", "web", lab.WithAnnotation("l2lb.dev/ips", ip.String()))
+	waitIngress(b, l, "default", "web", 1)
+	standIn(l, ip)
+	p := startProber(b, l, 2*time.Millisecond)
+	for range runs {
+		o := owner(b, l, ip)
+		old := populateNeigh(b, l, ip)
+		time.Sleep(1500 * time.Millisecond) // let the crash fall anywhere in a renew interval
+		p.watch(ip)
+		d := daemonOn(ds, o)
+		start := time.Now()
+		d.proc.Signal(sig)
+		_, took := neighMovesFrom(b, l, ip, old, start, 15*time.Second)
+		neigh = append(neigh, took)
+		first := p.firstReplyAfter(b, old, 15*time.Second)
+		firstReply = append(firstReply, first.at.Sub(start))
+		time.Sleep(50 * time.Millisecond)
+		for _, r := range p.replies() {
+			if r.mac == old && r.at.After(first.at) {
+				overlaps++
+			}
+		}
+		d.proc.Wait(5 * time.Second)
+		d.start(b) // back as a standby
+		time.Sleep(2 * time.Second)
+	}
+	return neigh, firstReply, overlaps
+}
+
+// BenchmarkFailover: crash (SIGKILL) failover at default and at the fastest
+// timings, and graceful (SIGTERM) failover, 10 runs each.
+func BenchmarkFailover(b *testing.B) {
+	cases := []struct {
+		name  string
+		extra string
+		sig   syscall.Signal
+	}{
+		{"crash-default", "", syscall.SIGKILL},
+		{"crash-fastest", "coordination: {renewInterval: 100ms, leaseDuration: 200ms}\n", syscall.SIGKILL},
+		{"graceful", "", syscall.SIGTERM},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				neigh, first, overlaps := failoverRuns(b, c.extra, c.sig, 10)
+				reportMS(b, neigh, "neigh")
+				reportMS(b, first, "first-reply")
+				b.ReportMetric(float64(overlaps), "two-MAC-replies")
+			}
+		})
+	}
+}
+
+// BenchmarkSteadyState: 3 nodes and 1,000 Services, once everything is
+// placed: API writes per second (from the API server's own counters), and
+// each daemon's RSS and CPU over 30 s of idling.
+func BenchmarkSteadyState(b *testing.B) {
+	const n, window = 1000, 30 * time.Second
+	for b.Loop() {
+		l := lab.Start(b, lab.Options{Nodes: 3})
+		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		var wg sync.WaitGroup
+		for w := range 10 {
+			wg.Go(func() {
+				for i := w; i < n; i += 10 {
+					l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%04d", i), lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
+				}
+			})
+		}
+		wg.Wait()
+		waitClaims(b, l, n)
+		time.Sleep(5 * time.Second)
+
+		w0, cpu0 := apiWrites(b, l), cpuTicks(b, ds)
+		time.Sleep(window)
+		w1, cpu1 := apiWrites(b, l), cpuTicks(b, ds)
+		var writes []string
+		total := 0.0
+		for k, v := range w1 {
+			if d := v - w0[k]; d > 0 {
+				writes = append(writes, fmt.Sprintf("%s=%.0f", k, d))
+				total += d
+			}
+		}
+		slices.Sort(writes)
+		b.Logf("writes in %v: %s", window, strings.Join(writes, " "))
+		b.ReportMetric(total/window.Seconds(), "writes/s")
+		b.ReportMetric(total/window.Seconds()/float64(len(ds)), "writes/s/node")
+		var maxRSS, maxCPU float64
+		for i, d := range ds {
+			maxRSS = max(maxRSS, rssMiB(b, d.proc.PID))
+			maxCPU = max(maxCPU, float64(cpu1[i]-cpu0[i])/100/window.Seconds()*100)
+		}
+		b.ReportMetric(maxRSS, "max-RSS-MiB")
+		b.ReportMetric(maxCPU, "max-CPU-%")
+	}
+}
+
+// apiWrites reads apiserver_request_total for writes, by verb and resource.
+func apiWrites(b testing.TB, l *lab.Lab) map[string]float64 {
+	raw, err := l.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctxBg)
+	if err != nil {
+		b.Fatalf("metrics: %v", err)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(raw)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		verb, resource := label(line, "verb"), label(line, "resource")
+		if sub := label(line, "subresource"); sub != "" {
+			resource += "/" + sub
+		}
+		if verb != "POST" && verb != "PUT" && verb != "PATCH" && verb != "DELETE" {
+			continue
+		}
+		v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+		out[verb+":"+resource] += v
+	}
+	return out
+}
+
+func label(line, name string) string {
+	i := strings.Index(line, name+"=\"")
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+len(name)+2:]
+	return rest[:strings.Index(rest, "\"")]
+}
+
+// cpuTicks reads each daemon's user+system CPU time in clock ticks.
+func cpuTicks(b testing.TB, ds []*daemon) []int {
+	var out []int
+	for _, d := range ds {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.proc.PID))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := strings.Fields(string(data[strings.LastIndex(string(data), ")")+2:]))
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		out = append(out, u+s)
+	}
+	return out
+}
