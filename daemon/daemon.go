@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/kube"
+	"github.com/l2lb/l2lb/daemon/logging"
 	"github.com/l2lb/l2lb/netio"
 )
 
@@ -30,7 +32,7 @@ type Options struct {
 // cannot start; once running, problems are logged and the daemon keeps going.
 func Run(ctx context.Context, opts Options) error {
 	level := new(slog.LevelVar)
-	log := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logging.NewHandler(opts.Stderr, level))
 
 	cfg, data, err := config.Load(opts.ConfigPath, opts.Hostname)
 	if err != nil {
@@ -43,12 +45,14 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("l2lbd starting", "version", opts.Version, "config", opts.ConfigPath, "digest", cfg.Digest(),
 		"node", cfg.NodeName, "pools", len(cfg.Pools), "class", cfg.LoadBalancerClass)
 
+	life := newLifecycle(log, cfg)
 	configChanged := make(chan struct{}, 1)
 	prev := cfg // owned by the watcher's goroutine
 	w := config.NewWatcher(opts.ConfigPath, cfg, data, config.WatchOptions{
 		Logger:   log,
 		Hostname: opts.Hostname,
 		OnReload: func(r config.Reload) {
+			life.reloaded(r)
 			if !r.Changed {
 				return
 			}
@@ -78,12 +82,19 @@ func Run(ctx context.Context, opts Options) error {
 				return
 			case <-opts.Reload:
 				log.Info("reload requested (SIGHUP)")
+				life.reloading()
 				w.Reload()
 			}
 		}
 	})
 
+	co := cfg.Coordination
+	wg.Go(func() { life.watchdog(ctx, 3*co.RenewInterval+2*time.Second) })
+
+	connecting, connected := context.WithCancel(ctx)
+	wg.Go(func() { life.connecting(connecting) })
 	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, log)
+	connected()
 	if err != nil {
 		wg.Wait()
 		log.Info("l2lbd stopped", "connected", false)
@@ -93,13 +104,12 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Go(func() { view.Run(ctx) })
 	recorder, stopRecorder := kube.NewRecorder(client, cfg.NodeName)
 	defer stopRecorder()
-	co := cfg.Coordination
 
 	// Placement: every node decides which addresses it answers for.
 	heartbeat := kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log)
 	placer := newPlacer(placer{
 		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view,
-		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks,
+		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks, decided: life.decided,
 	})
 	announcer := netio.New(netio.Options{
 		Logger:           log,
@@ -131,13 +141,18 @@ func Run(ctx context.Context, opts Options) error {
 	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
 	wg.Go(func() {
 		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.LeaseDuration, log,
-			func(ctx context.Context) { alloc.run(ctx, allocChanged) })
+			func(ctx context.Context) {
+				life.leader.Store(true)
+				defer life.leader.Store(false)
+				alloc.run(ctx, allocChanged)
+			})
 		if err != nil {
 			log.Error("IPAM leader election stopped", "err", err)
 		}
 	})
 
 	<-ctx.Done()
+	life.stopping()
 	log.Info("l2lbd stopping")
 	announcer.SetDesired(nil) // stop answering at once
 	stopData()

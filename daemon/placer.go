@@ -49,6 +49,9 @@ type placer struct {
 	log       *slog.Logger
 	links     func() ([]hostLink, error)
 	conflicts chan netio.Conflict
+	// decided, if set, hears after every decision how many addresses this
+	// node answers for (readiness, watchdog and status for systemd).
+	decided func(answering int)
 
 	// Owned by run's goroutine.
 	seen    map[string]seenLease      // peers' renewals, by this node's clock
@@ -116,6 +119,9 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 			p.conflict(c)
 		}
 		next := p.reconcile(time.Now())
+		if p.decided != nil {
+			p.decided(len(p.owned))
+		}
 		timer.Reset(next)
 	}
 }
