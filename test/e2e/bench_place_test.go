@@ -133,8 +133,12 @@ func BenchmarkCreateToARP(b *testing.B) {
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
 		startDaemons(b, l, "pools:\n  - name: lan\n    addresses: [198.51.100.200-198.51.100.250]\n", "")
-		ipamLeader(b, l)
 		p := startProber(b, l, time.Millisecond)
+		// Warm up: a first Service answered means every daemon is placing.
+		warm := netip.MustParseAddr("198.51.100.250")
+		p.watch(warm)
+		l.CreateLBService(ctxBg, "default", "warmup", lab.WithAnnotation("l2lb.dev/ips", warm.String()))
+		p.firstReplyAfter(b, "", 20*time.Second)
 		var lat []time.Duration
 		for i := range 20 {
 			ip := netip.AddrFrom4([4]byte{198, 51, 100, byte(200 + i)})
