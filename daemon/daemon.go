@@ -123,19 +123,21 @@ func Run(ctx context.Context, opts Options) error {
 	allocChanged := make(chan struct{}, 1)
 	wg.Go(func() { fanOut(ctx, configChanged, placeChanged, allocChanged) })
 
-	// The data plane and the heartbeat stop last: after ctx is done, the
-	// announcer closes its sockets, and only then is the Lease deleted, so
-	// that peers never answer while this node still does.
-	dataCtx, stopData := context.WithCancel(context.Background())
-	defer stopData()
-	var dataPlane sync.WaitGroup
-	dataPlane.Go(func() {
-		if err := announcer.Run(dataCtx); err != nil {
+	// The data plane and the heartbeat outlive ctx: on shutdown the daemon
+	// stops answering, stops renewing, deletes its Lease so that peers take
+	// over at once, and only then closes its sockets.
+	announcerCtx, stopAnnouncer := context.WithCancel(context.Background())
+	defer stopAnnouncer()
+	heartbeatCtx, stopHeartbeat := context.WithCancel(context.Background())
+	defer stopHeartbeat()
+	var announcing, beating, placing sync.WaitGroup
+	announcing.Go(func() {
+		if err := announcer.Run(announcerCtx); err != nil {
 			log.Error("ARP/NDP responder stopped", "err", err)
 		}
 	})
-	dataPlane.Go(func() { heartbeat.Run(dataCtx) })
-	wg.Go(func() { placer.run(ctx, placeChanged) })
+	beating.Go(func() { heartbeat.Run(heartbeatCtx) })
+	placing.Go(func() { placer.run(ctx, placeChanged) })
 
 	// Allocation: one elected node writes Service status.
 	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
@@ -154,14 +156,17 @@ func Run(ctx context.Context, opts Options) error {
 	<-ctx.Done()
 	life.stopping()
 	log.Info("l2lbd stopping")
-	announcer.SetDesired(nil) // stop answering at once
-	stopData()
-	dataPlane.Wait()
+	placing.Wait()            // no decision may follow this one
+	announcer.SetDesired(nil) // stop answering: the packet path sees it at once
+	stopHeartbeat()
+	beating.Wait() // no renewal may re-create the Lease after this
 	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
 	if err := heartbeat.Release(releaseCtx); err != nil {
 		log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
 	}
 	cancelRelease()
+	stopAnnouncer()
+	announcing.Wait()
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil
