@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/daemon/logging"
@@ -33,6 +35,7 @@ type Options struct {
 func Run(ctx context.Context, opts Options) error {
 	level := new(slog.LevelVar)
 	log := slog.New(logging.NewHandler(opts.Stderr, level))
+	klog.SetSlogLogger(log) // client-go's own messages, in the same format
 
 	cfg, data, err := config.Load(opts.ConfigPath, opts.Hostname)
 	if err != nil {

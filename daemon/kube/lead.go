@@ -19,7 +19,8 @@ const IPAMLease = "l2lbd-ipam"
 // while this node holds it. lead's context ends when leadership is lost; on
 // shutdown the lease is released so that a peer takes over at once.
 //
-// The IPAM lease is held four times as long as a member Lease and renewed
+// The IPAM lease is held four times as long as a member Lease (at least 2 s)
+// and renewed
 // once per member leaseDuration: a crashed leader only delays allocation of
 // new Services (answering never depends on it), and the leader's extra write
 // stays a fraction of the member renewals.
@@ -29,8 +30,9 @@ func Elect(ctx context.Context, client kubernetes.Interface, namespace, identity
 		Client:     client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
-	// client-go requires LeaseDuration > RenewDeadline > 1.2 × RetryPeriod.
-	duration := 4 * memberLease
+	// client-go requires LeaseDuration > RenewDeadline > 1.2 × RetryPeriod,
+	// and the Lease object whole seconds.
+	duration := max(4*memberLease, 2*time.Second)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   duration,

@@ -177,7 +177,9 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 
 // write renews the Lease with m, creating it if needed.
 func (h *Heartbeat) write(ctx context.Context, m Member) error {
-	ctx, cancel := context.WithTimeout(ctx, h.duration)
+	// A loaded API server may take longer than the fastest lease duration
+	// allowed; a late renewal still counts once it is seen back.
+	ctx, cancel := context.WithTimeout(ctx, max(h.duration, time.Second))
 	defer cancel()
 	leases := h.client.CoordinationV1().Leases(h.namespace)
 	now := metav1.NowMicro()
