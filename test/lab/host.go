@@ -353,30 +353,42 @@ func checkRoutes(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var routes []struct {
-			Dst  string `json:"dst"`
-			Dev  string `json:"dev"`
-			Type string `json:"type"`
+		if err := overlappingRoute(out); err != nil {
+			return err
 		}
-		if err := json.Unmarshal(out, &routes); err != nil {
-			return fmt.Errorf("parse ip route: %w", err)
+	}
+	return nil
+}
+
+// overlappingRoute checks the output of ip -j route.
+func overlappingRoute(ipRouteJSON []byte) error {
+	var routes []struct {
+		Dst  string `json:"dst"`
+		Dev  string `json:"dev"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(ipRouteJSON, &routes); err != nil {
+		return fmt.Errorf("parse ip route: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == "" || r.Dst == "default" || bridgeRE.MatchString(r.Dev) {
+			continue
 		}
-		for _, r := range routes {
-			if r.Dst == "" || r.Dst == "default" || bridgeRE.MatchString(r.Dev) {
+		p, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			a, aerr := netip.ParseAddr(r.Dst)
+			if aerr != nil {
 				continue
 			}
-			p, err := netip.ParsePrefix(r.Dst)
-			if err != nil {
-				a, aerr := netip.ParseAddr(r.Dst)
-				if aerr != nil {
-					continue
-				}
-				p = netip.PrefixFrom(a, a.BitLen())
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Overlaps(PrefixV4) || p.Overlaps(PrefixV6) {
+			kind := ""
+			if r.Type != "" {
+				kind = r.Type + " "
 			}
-			if p.Overlaps(PrefixV4) || p.Overlaps(PrefixV6) {
-				return fmt.Errorf("host route %s %s dev %s overlaps the lab's documentation prefixes %v and %v; the lab refuses to shadow this machine's routes (remove the route, or run the lab on another machine)",
-					r.Type, r.Dst, r.Dev, PrefixV4, PrefixV6)
-			}
+			return fmt.Errorf("host route %s%s dev %s overlaps the lab's documentation prefixes %v and %v; the lab refuses to shadow this machine's routes (remove the route, or run the lab on another machine)",
+				kind, r.Dst, r.Dev, PrefixV4, PrefixV6)
 		}
 	}
 	return nil
