@@ -2,7 +2,7 @@
 // and, for end-to-end tests, a real etcd and kube-apiserver on the same
 // machine.
 //
-// [Network] builds the Layer 2 segment only, in about a second: a bridge in
+// [Network] builds the Layer 2 segment only, in a tenth of a second: a bridge in
 // the root namespace carrying 198.51.100.1/24 and 2001:db8:100::1/64, one
 // client namespace (198.51.100.2, 2001:db8:100::2) and one namespace per node
 // (198.51.100.11+i, 2001:db8:100::11+i, the IPv6 address reusing the IPv4

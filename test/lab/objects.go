@@ -266,9 +266,10 @@ func (l *Lab) UnbindFromLo(n *Node, ip netip.Addr) {
 	}
 }
 
-// CutOff makes the API server unreachable from the node (a blackhole route
-// to its address in the node's namespace; connections fail at once) while
-// the node stays on the segment.
+// CutOff makes the API server unreachable from the node while the node
+// stays on the segment: a blackhole route to the API address in the node's
+// namespace. New connections fail at once (connect: invalid argument);
+// established ones lose every packet, so their requests time out.
 func (l *Lab) CutOff(n *Node) {
 	l.t.Helper()
 	if err := l.blackhole(n, "add"); err != nil {
