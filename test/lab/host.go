@@ -114,7 +114,7 @@ func lockMachine(wait time.Duration, logf func(string, ...any)) (*os.File, error
 		waited := time.Since(start)
 		if waited >= wait {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: another lab (pid %s) held it for %v; only one lab fits on a machine (make lab-clean removes leftovers of crashed runs)",
+			return nil, fmt.Errorf("lock %s: another lab (pid %s) held it for %v; only one lab fits on a machine, and the lock dies with its process, so that lab is live",
 				LockPath, strings.TrimSpace(string(holder)), wait)
 		}
 		if time.Now().After(nextLog) {
