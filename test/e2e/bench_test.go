@@ -29,7 +29,8 @@ import (
 func BenchmarkCreateToStatus(b *testing.B) {
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
-		startDaemons(b, l, "pools:\n  - name: lan\n    addresses: [198.51.100.200-198.51.100.250]\n", "")
+		startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		v6 := lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)
 		// Not l.Client: its request timeout would end the watch.
 		cfg, err := clientcmd.BuildConfigFromFlags("", l.AdminKubeconfig)
 		if err != nil {
@@ -40,13 +41,13 @@ func BenchmarkCreateToStatus(b *testing.B) {
 			b.Fatal(err)
 		}
 		// Warm up: the leader is elected and synced once one Service is served.
-		l.CreateLBService(ctxBg, "default", "warmup")
+		l.CreateLBService(ctxBg, "default", "warmup", v6)
 		waitStatus(b, w, "warmup")
 		var lat []time.Duration
 		for i := range 100 {
 			name := fmt.Sprintf("s%03d", i)
 			start := time.Now()
-			l.CreateLBService(ctxBg, "default", name)
+			l.CreateLBService(ctxBg, "default", name, v6)
 			waitStatus(b, w, name)
 			lat = append(lat, time.Since(start))
 		}
