@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -201,11 +202,31 @@ func strip(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
 		o.Labels = nil
-		o.Spec.Selector = nil
+		o.OwnerReferences = nil
 		if o.Spec.Type != corev1.ServiceTypeLoadBalancer {
 			o.Annotations = nil
 			o.Spec = corev1.ServiceSpec{Type: o.Spec.Type}
 			o.Status = corev1.ServiceStatus{}
+			break
+		}
+		// Keep what selection, allocation and placement read.
+		ports := make([]corev1.ServicePort, len(o.Spec.Ports))
+		for i, p := range o.Spec.Ports {
+			ports[i] = corev1.ServicePort{Protocol: p.Protocol, Port: p.Port}
+		}
+		o.Spec = corev1.ServiceSpec{
+			Type:                  o.Spec.Type,
+			Ports:                 ports,
+			LoadBalancerClass:     o.Spec.LoadBalancerClass,
+			LoadBalancerIP:        o.Spec.LoadBalancerIP,
+			IPFamilies:            o.Spec.IPFamilies,
+			IPFamilyPolicy:        o.Spec.IPFamilyPolicy,
+			ExternalTrafficPolicy: o.Spec.ExternalTrafficPolicy,
+		}
+		for k := range o.Annotations {
+			if !strings.Contains(k, "l2lb.dev/") && !strings.Contains(k, "kubesphere.io/") {
+				delete(o.Annotations, k)
+			}
 		}
 	case *corev1.Node:
 		// Only readiness and the exclusion label matter.
