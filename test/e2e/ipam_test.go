@@ -14,6 +14,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/l2lb/l2lb/test/lab"
 )
@@ -90,9 +92,20 @@ func TestAllocation(t *testing.T) {
 	l.CreateLBService(ctx, "default", "one-too-many")
 	waitEvent(t, l, "default", "one-too-many", "AllocationFailed: every IPv4 address of the pools open to it is in use")
 
-	// Freeing an address lets the waiting Service in.
+	// Freeing an address lets the waiting Service in: deleting a Service,
+	// or turning it into a ClusterIP Service (out of l2lb's scope).
 	l.DeleteService(ctx, "default", "fill-0")
 	waitIngress(t, l, "default", "one-too-many", 1)
+	l.CreateLBService(ctx, "default", "waiting")
+	waitEvent(t, l, "default", "waiting", "AllocationFailed: every IPv4 address of the pools open to it is in use")
+	freed := waitIngress(t, l, "default", "fill-1", 1)[0]
+	patch := []byte(`{"spec":{"type":"ClusterIP","externalTrafficPolicy":null,"allocateLoadBalancerNodePorts":null}}`)
+	if _, err := l.Client.CoreV1().Services("default").Patch(ctx, "fill-1", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitIngress(t, l, "default", "waiting", 1); got[0] != freed {
+		t.Errorf("after fill-1 left l2lb's scope, the waiting Service got %v, want its %s", got, freed)
+	}
 
 	// No Event is repeated on resyncs: every (reason, message) appears once.
 	time.Sleep(2 * time.Second) // several reconciles happen meanwhile
