@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -201,16 +202,9 @@ func TestNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				fmt.Fprintf(c, "HTTP/1.0 200 OK\r\n\r\nhello from n1\n")
-				c.Close()
-			}
-		}()
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintln(w, "hello from n1")
+		}))
 		if body, err := n.Client.Curl(ctx, n.Nodes[1].IPv6, 8080); err != nil || body != "hello from n1" {
 			t.Errorf("Curl(n1:8080) = %q, %v; want %q", body, err, "hello from n1")
 		}
