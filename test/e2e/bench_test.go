@@ -91,7 +91,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 			wg.Go(func() {
 				for i := w; i < n; i += 20 {
 					l.CreateLBService(ctxBg, "default", fmt.Sprintf("svc-%04d", i),
-						lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
+						lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
 				}
 			})
 		}
@@ -141,4 +141,10 @@ func rssMiB(b *testing.B, pid int) float64 {
 	}
 	b.Fatalf("no VmRSS for pid %d", pid)
 	return 0
+}
+
+// noNodePorts keeps thousands of Services from exhausting the NodePort range.
+func noNodePorts(s *corev1.Service) {
+	no := false
+	s.Spec.AllocateLoadBalancerNodePorts = &no
 }
