@@ -82,13 +82,15 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// TestRunLifecycle runs l2lbd run as a process: it starts, picks up a good
-// edit, refuses a bad one, reloads on SIGHUP and exits cleanly on SIGTERM.
+// TestRunLifecycle runs l2lbd run as a process: it starts, says clearly that
+// it waits for its kubeconfig (instead of exiting), picks up a good edit,
+// refuses a bad one, reloads on SIGHUP and exits cleanly on SIGTERM.
 func TestRunLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "l2lbd.yaml")
+	kubeconfig := filepath.Join(dir, "kubeconfig") // missing: the daemon waits for it
 	conf := func(node string) []byte {
-		return []byte("nodeName: " + node + "\npools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n")
+		return []byte("nodeName: " + node + "\nkubeconfig: " + kubeconfig + "\npools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n")
 	}
 	os.WriteFile(path, conf("first"), 0o644)
 
@@ -129,6 +131,7 @@ func TestRunLifecycle(t *testing.T) {
 	}
 
 	expect(`msg="l2lbd starting"`)
+	expect("kubeconfig " + kubeconfig + " does not exist (see the kubeconfig recipe in the examples)")
 	// The watch is up once a SIGHUP round-trips through the reload path.
 	cmd.Process.Signal(syscall.SIGHUP)
 	expect("config unchanged from the one in force")
