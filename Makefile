@@ -42,7 +42,7 @@ demo: deps
 
 # Benchmarks recorded in BENCHMARKS.md.
 bench: deps build
-	$(GO) test -run='^$$' -bench=. -benchmem ./config/...
+	$(GO) test -run='^$$' -bench=. -benchmem ./config/... ./daemon/... ./cmd/...
 
 # Packages: dist/l2lb_<version>-1_<arch>.deb and dist/l2lb-<version>-1.<arch>.rpm,
 # built by nfpm (pinned in go.mod) from packaging/nfpm.yaml. The binary links
