@@ -71,7 +71,7 @@ func newARPResponder(ifi iface, conn net.PacketConn, e env, stats *counters) *ar
 
 // serve reads and handles frames until the conn fails or is closed.
 func (r *arpResponder) serve() error {
-	return readLoop(r.conn, r.handle)
+	return serveConn(r.conn, r.handle)
 }
 
 // handle acts on one received frame. Anything that is not well-formed ARP
@@ -169,6 +169,16 @@ func (r *arpResponder) announce(ip netip.Addr) error {
 	return nil
 }
 
+// serveConn feeds every frame conn receives to handle until conn fails or
+// is closed, batched where conn can (the real socket), one ReadFrom at a
+// time otherwise (test conns).
+func serveConn(conn net.PacketConn, handle func([]byte)) error {
+	if s, ok := conn.(frameServer); ok {
+		return s.serveFrames(handle)
+	}
+	return readLoop(conn, handle)
+}
+
 // readLoop feeds every frame read from conn to handle until reading fails.
 // Frames longer than the buffer arrive truncated and fail validation; no
 // frame that is answered comes near that size.
@@ -188,46 +198,3 @@ func readLoop(conn net.PacketConn, handle func([]byte)) error {
 		handle(buf[:n])
 	}
 }
-
-// listenPacket opens an AF_PACKET socket for whole Ethernet frames of one
-// EtherType on ifi, with filter attached before it is bound, that does not
-// see the frames this host sends.
-func listenPacket(ifi iface, etherType int, filter []bpfInstruction) (net.PacketConn, error) {
-	nifi := &net.Interface{Index: ifi.index, Name: ifi.name, HardwareAddr: ifi.mac}
-	c, err := packet.Listen(nifi, packet.Raw, etherType, &packet.Config{Filter: filter})
-	if err != nil {
-		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
-	}
-	if err := setSockopts(c); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
-	}
-	return c, nil
-}
-
-// setSockopts makes the socket blind to what this host sends (without it
-// every reply and announcement we send, and every request the host's own
-// kernel sends, would come back to us) and gives it a receive buffer that
-// absorbs bursts of tens of thousands of requests per second.
-func setSockopts(c *packet.Conn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
-			// Without CAP_NET_ADMIN, up to net.core.rmem_max.
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
-		}
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("set PACKET_IGNORE_OUTGOING: %w", serr)
-	}
-	return nil
-}
-
-const rcvBuf = 4 << 20

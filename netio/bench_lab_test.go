@@ -115,8 +115,6 @@ func openProbe(t *testing.T, c *lab.NS, proto uint16) *probe {
 	return p
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 func (p *probe) send(frame []byte) error {
 	sa := &unix.SockaddrLinklayer{Ifindex: p.ifindex, Halen: 6}
 	copy(sa.Addr[:], frame[0:6])

@@ -63,7 +63,7 @@ func newNDPResponder(ifi iface, conn net.PacketConn, e env, stats *counters) *nd
 
 // serve reads and handles frames until the conn fails or is closed.
 func (r *ndpResponder) serve() error {
-	return readLoop(r.conn, r.handle)
+	return serveConn(r.conn, r.handle)
 }
 
 // neighborMsg is a validated Neighbor Solicitation or Advertisement. Its

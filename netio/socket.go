@@ -1,0 +1,265 @@
+package netio
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+// The responders' sockets bypass Go's netpoller. A non-blocking socket
+// costs every frame an epoll wake-up, a goroutine unpark and a scheduling
+// round before the handler runs, which measured as most of the reply
+// latency and capped the rate at half the goal (BENCHMARKS.md, netio). A
+// blocking socket read by a goroutine locked to its own thread is woken by
+// the kernel directly, reads every frame already queued with one
+// recvmmsg, and answers each with one write.
+const (
+	// recvBatch is how many frames one recvmmsg may return. Under load
+	// it turns a system call per frame into one per batch.
+	recvBatch = 32
+	// frameBufLen bounds a received frame. Longer frames arrive
+	// truncated and fail validation; no frame that is answered comes
+	// near that size.
+	frameBufLen = 2048
+	// pollInterval is the socket's receive timeout: how long a blocked
+	// reader may take to notice Close. The kernel does not wake a thread
+	// blocked on a packet socket when another thread closes it, so the
+	// reader looks at the closed flag at least this often.
+	pollInterval = 100 * time.Millisecond
+	rcvBuf       = 4 << 20
+)
+
+// frameServer is implemented by conns that read frames faster than one
+// ReadFrom at a time; a responder's serve uses it when its conn has it.
+type frameServer interface {
+	// serveFrames calls handle with every frame received, from one
+	// goroutine, until the conn is closed or fails. The frame is only
+	// valid during the call.
+	serveFrames(handle func(frame []byte)) error
+}
+
+var (
+	_ net.PacketConn = (*packetSocket)(nil)
+	_ frameServer    = (*packetSocket)(nil)
+)
+
+// packetSocket is an AF_PACKET socket (SOCK_RAW: whole Ethernet frames in
+// and out) bound to one interface and EtherType, used with blocking system
+// calls.
+//
+// Its descriptor is closed only once nothing uses it any more: a reader
+// blocked in recvmmsg keeps the number, and closing it under the reader
+// would let the next socket opened anywhere in the process reuse the
+// number and be read by the wrong reader. Every operation holds a use for
+// its duration; Close marks the socket closed, and whoever drops the last
+// use (Close itself, or a reader noticing within pollInterval) closes the
+// descriptor.
+type packetSocket struct {
+	fd  int
+	mac net.HardwareAddr
+	// uses counts operations in progress; closedBit is set by Close.
+	uses atomic.Int64
+
+	// Owned by the one goroutine in serveFrames.
+	msgs [recvBatch]mmsghdr
+	iovs [recvBatch]unix.Iovec
+	bufs [recvBatch][frameBufLen]byte
+}
+
+const closedBit = 1 << 62
+
+// mmsghdr is struct mmsghdr of recvmmsg(2), which x/sys/unix does not
+// define.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// listenPacket opens an AF_PACKET socket for whole Ethernet frames of one
+// EtherType on ifi, with filter attached before it is bound (so no frame
+// reaches it unfiltered), that does not see the frames this host sends:
+// without PACKET_IGNORE_OUTGOING every reply and announcement we send, and
+// every request the host's own kernel sends, would come back to us.
+func listenPacket(ifi iface, etherType uint16, filter []bpfInstruction) (net.PacketConn, error) {
+	s, err := openPacketSocket(ifi, etherType, filter)
+	if err != nil {
+		return nil, fmt.Errorf("open packet socket on %s: %w", ifi.name, err)
+	}
+	return s, nil
+}
+
+func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*packetSocket, error) {
+	// Protocol 0: the socket receives nothing until bind names the
+	// EtherType and the interface.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if err := configure(fd, ifi, etherType, filter); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	s := &packetSocket{fd: fd, mac: ifi.mac}
+	for i := range s.msgs {
+		s.iovs[i].Base = &s.bufs[i][0]
+		s.iovs[i].SetLen(frameBufLen)
+		s.msgs[i].hdr.Iov = &s.iovs[i]
+		s.msgs[i].hdr.SetIovlen(1)
+	}
+	return s, nil
+}
+
+func configure(fd int, ifi iface, etherType uint16, filter []bpfInstruction) error {
+	prog := make([]unix.SockFilter, len(filter))
+	for i, ins := range filter {
+		prog[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+		&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+		return fmt.Errorf("attach filter: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return fmt.Errorf("set PACKET_IGNORE_OUTGOING: %w", err)
+	}
+	// Room for bursts of tens of thousands of requests per second;
+	// without CAP_NET_ADMIN, up to net.core.rmem_max.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
+	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(etherType), Ifindex: ifi.index}); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// acquire registers a use; it fails once the socket is closed.
+func (s *packetSocket) acquire() bool {
+	for {
+		u := s.uses.Load()
+		if u&closedBit != 0 {
+			return false
+		}
+		if s.uses.CompareAndSwap(u, u+1) {
+			return true
+		}
+	}
+}
+
+func (s *packetSocket) release() {
+	if s.uses.Add(-1) == closedBit {
+		unix.Close(s.fd)
+	}
+}
+
+func (s *packetSocket) closed() bool { return s.uses.Load()&closedBit != 0 }
+
+// Close stops the socket. It does not wait: a reader blocked in the kernel
+// returns net.ErrClosed within pollInterval.
+func (s *packetSocket) Close() error {
+	if u := s.uses.Or(closedBit); u&closedBit == 0 && u == 0 {
+		return unix.Close(s.fd)
+	}
+	return nil
+}
+
+// serveFrames reads on a thread of its own: between frames the thread
+// sleeps in recvmmsg, so the kernel wakes exactly the thread that answers,
+// and a busy socket is drained a batch per system call.
+func (s *packetSocket) serveFrames(handle func(frame []byte)) error {
+	if !s.acquire() {
+		return net.ErrClosed
+	}
+	defer s.release()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for !s.closed() {
+		n, errno := s.recv()
+		switch errno {
+		case 0:
+		case unix.EAGAIN, unix.EINTR:
+			// The receive timeout: look at the closed flag.
+			continue
+		case unix.ENETDOWN:
+			// Reported once when the link goes down; the socket
+			// works again when it comes up, and the Announcer
+			// re-opens it anyway.
+			continue
+		default:
+			return fmt.Errorf("recvmmsg: %w", errno)
+		}
+		for i := range n {
+			handle(s.bufs[i][:s.msgs[i].len])
+		}
+	}
+	return net.ErrClosed
+}
+
+// recv blocks until at least one frame is queued (or the receive timeout
+// passes), then takes up to recvBatch of them without blocking again.
+func (s *packetSocket) recv() (int, unix.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msgs[0])),
+		recvBatch, unix.MSG_WAITFORONE, 0, 0)
+	return int(n), errno
+}
+
+// ReadFrom reads one frame. The responders use serveFrames instead; this
+// is here for the net.PacketConn contract.
+func (s *packetSocket) ReadFrom(b []byte) (int, net.Addr, error) {
+	if !s.acquire() {
+		return 0, nil, net.ErrClosed
+	}
+	defer s.release()
+	for !s.closed() {
+		n, _, err := unix.Recvfrom(s.fd, b, 0)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, nil, fmt.Errorf("recvfrom: %w", err)
+		}
+		addr := &packet.Addr{}
+		if n >= ethHeaderLen {
+			addr.HardwareAddr = net.HardwareAddr(append([]byte(nil), b[6:12]...))
+		}
+		return n, addr, nil
+	}
+	return 0, nil, net.ErrClosed
+}
+
+// WriteTo sends the whole Ethernet frame b out of the bound interface. The
+// frame carries its own destination; addr is not consulted (SOCK_RAW
+// packet sockets ignore the link-layer address of sendto too). It is safe
+// to call concurrently with reads and other writes.
+func (s *packetSocket) WriteTo(b []byte, _ net.Addr) (int, error) {
+	if !s.acquire() {
+		return 0, net.ErrClosed
+	}
+	defer s.release()
+	n, err := unix.Write(s.fd, b)
+	if err != nil {
+		return n, fmt.Errorf("write: %w", err)
+	}
+	return n, nil
+}
+
+func (s *packetSocket) LocalAddr() net.Addr { return &packet.Addr{HardwareAddr: s.mac} }
+
+var errNoDeadlines = errors.New("netio: packet socket has no deadlines")
+
+func (*packetSocket) SetDeadline(time.Time) error      { return errNoDeadlines }
+func (*packetSocket) SetReadDeadline(time.Time) error  { return errNoDeadlines }
+func (*packetSocket) SetWriteDeadline(time.Time) error { return errNoDeadlines }
