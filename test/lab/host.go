@@ -26,7 +26,7 @@ import (
 const LockPath = "/run/l2lb-lab.lock"
 
 // LockWait bounds how long a lab waits for another lab on the machine to end.
-const LockWait = 10 * time.Minute
+const LockWait = 30 * time.Minute // under make test, every lab package queues here
 
 // Addresses of the segment. Tests own ServiceV4First-ServiceV4Last and
 // ServiceV6First-ServiceV6Last for Service IPs; the lab never uses them.
