@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -64,6 +65,19 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 }
 
+// statusWriters bounds the status writes in flight: thousands of Services
+// after a cold start are written in parallel, within the client's rate limit.
+const statusWriters = 8
+
+// statusWrite is one Service whose status must change.
+type statusWrite struct {
+	svc  *corev1.Service
+	key  ipam.Key
+	have []netip.Addr
+	want []netip.Addr
+	err  error
+}
+
 // reconcile makes every Service's status match ipam's decision and returns
 // how many writes failed.
 func (a *allocator) reconcile(ctx context.Context) int {
@@ -71,49 +85,60 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		return 0 // never allocate from a partial view: it would hand out taken addresses
 	}
 	cfg := a.config()
-	var served []*corev1.Service
 	var snapshot []ipam.Service
+	var writes []statusWrite
 	byKey := map[ipam.Key]*corev1.Service{}
-	failed := 0
 	for _, svc := range a.view.Services() {
 		if ipam.Serves(cfg, svc) {
-			served = append(served, svc)
 			snapshot = append(snapshot, ipam.FromService(svc))
 			byKey[ipam.Key{Namespace: svc.Namespace, Name: svc.Name}] = svc
 			continue
 		}
-		if ours := ipam.IngressIPs(svc); len(ours) > 0 && allInPools(cfg, ours) {
-			// No longer ours (class or type changed, serveUnclassed off):
-			// release its addresses.
-			if err := kube.SetIngress(ctx, a.client, svc, nil); err != nil {
-				a.log.Warn("cannot release addresses", "service", svc.Namespace+"/"+svc.Name, "err", err)
-				failed++
-				continue
-			}
-			a.log.Info("released addresses of a Service l2lb no longer serves", "service", svc.Namespace+"/"+svc.Name, "ips", ours)
-			a.recorder.Eventf(svc, corev1.EventTypeNormal, reasonReleased, "Released %s: l2lb no longer serves this Service", joinIPs(ours))
+		// An unclassed Service l2lb no longer serves (serveUnclassed turned
+		// off) gives its addresses back. A Service of another class is
+		// another implementation's, whatever its status says.
+		if ours := ipam.IngressIPs(svc); svc.Spec.LoadBalancerClass == nil && len(ours) > 0 && allInPools(cfg, ours) {
+			writes = append(writes, statusWrite{svc: svc, key: ipam.Key{Namespace: svc.Namespace, Name: svc.Name}, have: ours})
 		}
 	}
 	res := ipam.Allocate(cfg.Pools, snapshot)
-
 	for _, s := range snapshot {
-		svc := byKey[s.Key]
-		want := res.Assigned[s.Key]
-		have := s.Current
-		if !slices.Equal(want, have) {
-			if err := kube.SetIngress(ctx, a.client, svc, want); err != nil {
-				a.log.Warn("cannot write Service status", "service", s.Key, "err", err)
-				failed++
-				continue
-			}
-			a.announceChange(svc, s.Key, have, want, res.Moved[s.Key])
+		if want := res.Assigned[s.Key]; !slices.Equal(want, s.Current) {
+			writes = append(writes, statusWrite{svc: byKey[s.Key], key: s.Key, have: s.Current, want: want})
 		}
+	}
+
+	sem := make(chan struct{}, statusWriters)
+	var wg sync.WaitGroup
+	for i := range writes {
+		w := &writes[i]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			w.err = kube.SetIngress(ctx, a.client, w.svc, w.want)
+		})
+	}
+	wg.Wait()
+
+	failed := 0
+	for _, w := range writes {
+		switch {
+		case w.err != nil:
+			a.log.Warn("cannot write Service status", "service", w.key, "err", w.err)
+			failed++
+		case byKey[w.key] == nil:
+			a.log.Info("released addresses of a Service l2lb no longer serves", "service", w.key, "ips", joinIPs(w.have))
+			a.recorder.Eventf(w.svc, corev1.EventTypeNormal, reasonReleased, "Released %s: l2lb no longer serves this Service", joinIPs(w.have))
+		default:
+			a.announceChange(w.svc, w.key, w.have, w.want, res.Moved[w.key])
+		}
+	}
+	for _, s := range snapshot {
 		if why, ok := res.Failed[s.Key]; ok {
-			msg := why.Message
-			if a.reported[s.Key] != msg {
-				a.reported[s.Key] = msg
-				a.log.Warn("cannot allocate", "service", s.Key, "reason", why.Code, "why", msg)
-				a.recorder.Event(svc, corev1.EventTypeWarning, reasonFailed, msg)
+			if a.reported[s.Key] != why.Message {
+				a.reported[s.Key] = why.Message
+				a.log.Warn("cannot allocate", "service", s.Key, "reason", why.Code, "why", why.Message)
+				a.recorder.Event(byKey[s.Key], corev1.EventTypeWarning, reasonFailed, why.Message)
 			}
 		} else {
 			delete(a.reported, s.Key)

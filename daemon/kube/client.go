@@ -58,8 +58,9 @@ func connect(ctx context.Context, path, userAgent string) (*kubernetes.Clientset
 	}
 	cfg.UserAgent = userAgent
 	// Status writes for thousands of Services after a cold start must not
-	// crawl at client-go's default of 5 per second.
-	cfg.QPS, cfg.Burst = 50, 100
+	// crawl at client-go's default of 5 per second; steady state writes one
+	// Lease renewal per second.
+	cfg.QPS, cfg.Burst = 100, 200
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
