@@ -262,12 +262,14 @@ func BenchmarkSteadyState(b *testing.B) {
 		b.Logf("writes in %v: %s", window, strings.Join(writes, " "))
 		b.ReportMetric(total/window.Seconds(), "writes/s")
 		b.ReportMetric(total/window.Seconds()/float64(len(ds)), "writes/s/node")
-		var maxRSS, maxCPU float64
+		var maxRSS, maxAnon, maxCPU float64
 		for i, d := range ds {
 			maxRSS = max(maxRSS, rssMiB(b, d.proc.PID))
+			maxAnon = max(maxAnon, statusMiB(b, d.proc.PID, "RssAnon"))
 			maxCPU = max(maxCPU, float64(cpu1[i]-cpu0[i])/100/window.Seconds()*100)
 		}
 		b.ReportMetric(maxRSS, "max-RSS-MiB")
+		b.ReportMetric(maxAnon, "max-RssAnon-MiB")
 		b.ReportMetric(maxCPU, "max-CPU-%")
 	}
 }
