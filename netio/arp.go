@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -50,12 +51,14 @@ type env struct {
 // arpResponder answers ARP on one interface. Its packet path (serve, handle)
 // runs on one goroutine; announce may run concurrently on another.
 type arpResponder struct {
-	ifi   iface
-	conn  net.PacketConn
-	env   env
-	stats *counters
-	out   [minFrameLen]byte
-	dst   packet.Addr
+	ifi  iface
+	conn net.PacketConn
+	// replies is conn's batched reply path, if it has one.
+	replies replyQueue
+	env     env
+	stats   *counters
+	out     [minFrameLen]byte
+	dst     packet.Addr
 }
 
 // listenARP opens the AF_PACKET socket an ARP responder reads from.
@@ -66,7 +69,9 @@ func listenARP(ifi iface) (net.PacketConn, error) {
 // newARPResponder serves ARP on ifi through conn, which delivers and takes
 // whole Ethernet frames (as listenARP's socket does).
 func newARPResponder(ifi iface, conn net.PacketConn, e env, stats *counters) *arpResponder {
-	return &arpResponder{ifi: ifi, conn: conn, env: e, stats: stats}
+	r := &arpResponder{ifi: ifi, conn: conn, env: e, stats: stats}
+	r.replies, _ = conn.(replyQueue)
+	return r
 }
 
 // serve reads and handles frames until the conn fails or is closed.
@@ -114,11 +119,7 @@ func (r *arpResponder) handle(f []byte) {
 	}
 	putARP(r.out[:], arpReply, r.ifi.mac, tpa, sha, spa, sha)
 	r.dst.HardwareAddr = sha
-	if _, err := r.conn.WriteTo(r.out[:], &r.dst); err != nil {
-		// Nothing to do per packet; the read side notices a dead socket.
-		return
-	}
-	r.stats.replies.Add(1)
+	sendReply(r.conn, r.replies, r.out[:], &r.dst, &r.stats.replies)
 }
 
 // putARP writes an ARP frame for IPv4 over Ethernet into b (at least
@@ -167,6 +168,21 @@ func (r *arpResponder) announce(ip netip.Addr) error {
 	}
 	r.stats.announcements.Add(1)
 	return nil
+}
+
+// sendReply sends an answer from the packet path: with the other answers
+// to the same batch of frames when conn batches (q is conn's replyQueue),
+// else at once. sent counts the answers that went out.
+func sendReply(conn net.PacketConn, q replyQueue, frame []byte, dst net.Addr, sent *atomic.Uint64) {
+	if q != nil {
+		q.queueReply(frame, sent)
+		return
+	}
+	if _, err := conn.WriteTo(frame, dst); err != nil {
+		// Nothing to do per packet; the read side notices a dead socket.
+		return
+	}
+	sent.Add(1)
 }
 
 // serveConn feeds every frame conn receives to handle until conn fails or

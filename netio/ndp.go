@@ -42,12 +42,14 @@ var (
 // path (serve, handle) runs on one goroutine; announce may run concurrently
 // on another.
 type ndpResponder struct {
-	ifi   iface
-	conn  net.PacketConn
-	env   env
-	stats *counters
-	out   [naFrameLen]byte
-	dst   packet.Addr
+	ifi  iface
+	conn net.PacketConn
+	// replies is conn's batched reply path, if it has one.
+	replies replyQueue
+	env     env
+	stats   *counters
+	out     [naFrameLen]byte
+	dst     packet.Addr
 }
 
 // listenNDP opens the AF_PACKET socket an NDP responder reads from.
@@ -58,7 +60,9 @@ func listenNDP(ifi iface) (net.PacketConn, error) {
 // newNDPResponder serves NDP on ifi through conn, which delivers and takes
 // whole Ethernet frames (as listenNDP's socket does).
 func newNDPResponder(ifi iface, conn net.PacketConn, e env, stats *counters) *ndpResponder {
-	return &ndpResponder{ifi: ifi, conn: conn, env: e, stats: stats}
+	r := &ndpResponder{ifi: ifi, conn: conn, env: e, stats: stats}
+	r.replies, _ = conn.(replyQueue)
+	return r
 }
 
 // serve reads and handles frames until the conn fails or is closed.
@@ -183,11 +187,7 @@ func (r *ndpResponder) handle(f []byte) {
 	}
 	putNA(r.out[:], r.ifi.mac, ethDst, m.target, dst, flags)
 	r.dst.HardwareAddr = ethDst
-	if _, err := r.conn.WriteTo(r.out[:], &r.dst); err != nil {
-		// Nothing to do per packet; the read side notices a dead socket.
-		return
-	}
-	r.stats.replies.Add(1)
+	sendReply(r.conn, r.replies, r.out[:], &r.dst, &r.stats.replies)
 }
 
 func (r *ndpResponder) conflict(ip netip.Addr, mac []byte) {

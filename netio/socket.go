@@ -36,6 +36,16 @@ const (
 	rcvBuf       = 4 << 20
 )
 
+// replyQueue is implemented by conns that send the answers to one batch of
+// received frames together.
+type replyQueue interface {
+	// queueReply copies frame to be sent, with the other answers to the
+	// batch being handled, once the batch is; sent is incremented if it
+	// goes out. It may only be called from within the handle callback of
+	// serveFrames.
+	queueReply(frame []byte, sent *atomic.Uint64)
+}
+
 // frameServer is implemented by conns that read frames faster than one
 // ReadFrom at a time; a responder's serve uses it when its conn has it.
 type frameServer interface {
@@ -48,6 +58,7 @@ type frameServer interface {
 var (
 	_ net.PacketConn = (*packetSocket)(nil)
 	_ frameServer    = (*packetSocket)(nil)
+	_ replyQueue     = (*packetSocket)(nil)
 )
 
 // packetSocket is an AF_PACKET socket (SOCK_RAW: whole Ethernet frames in
@@ -71,7 +82,17 @@ type packetSocket struct {
 	msgs [recvBatch]mmsghdr
 	iovs [recvBatch]unix.Iovec
 	bufs [recvBatch][frameBufLen]byte
+	// Answers queued while a batch is handled, sent with one sendmmsg.
+	out     [recvBatch]mmsghdr
+	outIovs [recvBatch]unix.Iovec
+	outBufs [recvBatch][replyBufLen]byte
+	outSent [recvBatch]*atomic.Uint64
+	nout    int
 }
+
+// replyBufLen bounds a queued answer; ARP replies and Neighbor
+// Advertisements are shorter. Anything longer is written at once.
+const replyBufLen = 128
 
 const closedBit = 1 << 62
 
@@ -113,6 +134,9 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		s.iovs[i].SetLen(frameBufLen)
 		s.msgs[i].hdr.Iov = &s.iovs[i]
 		s.msgs[i].hdr.SetIovlen(1)
+		s.outIovs[i].Base = &s.outBufs[i][0]
+		s.out[i].hdr.Iov = &s.outIovs[i]
+		s.out[i].hdr.SetIovlen(1)
 	}
 	return s, nil
 }
@@ -137,6 +161,12 @@ func configure(fd int, ifi iface, etherType uint16, filter []bpfInstruction) err
 	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set SO_RCVTIMEO: %w", err)
+	}
+	// Every wait is bounded, sending too: a blocking socket whose send
+	// buffer is full would otherwise hold the reader (and an announcing
+	// loop) until the driver frees it.
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return fmt.Errorf("set SO_SNDTIMEO: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(etherType), Ifindex: ifi.index}); err != nil {
 		return fmt.Errorf("bind: %w", err)
@@ -204,8 +234,41 @@ func (s *packetSocket) serveFrames(handle func(frame []byte)) error {
 		for i := range n {
 			handle(s.bufs[i][:s.msgs[i].len])
 		}
+		s.flush()
 	}
 	return net.ErrClosed
+}
+
+func (s *packetSocket) queueReply(frame []byte, sent *atomic.Uint64) {
+	if s.nout == recvBatch || len(frame) > replyBufLen {
+		if _, err := unix.Write(s.fd, frame); err == nil {
+			sent.Add(1)
+		}
+		return
+	}
+	i := s.nout
+	copy(s.outBufs[i][:], frame)
+	s.outIovs[i].SetLen(len(frame))
+	s.outSent[i] = sent
+	s.nout++
+}
+
+// flush sends the queued answers. A frame the kernel refuses is dropped
+// with the rest of the batch: the requesters ask again.
+func (s *packetSocket) flush() {
+	for done := 0; done < s.nout; {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.out[done])),
+			uintptr(s.nout-done), 0, 0, 0)
+		if errno != 0 || n == 0 {
+			break
+		}
+		for i := done; i < done+int(n); i++ {
+			s.outSent[i].Add(1)
+		}
+		done += int(n)
+	}
+	clear(s.outSent[:s.nout])
+	s.nout = 0
 }
 
 // recv blocks until at least one frame is queued (or the receive timeout
