@@ -38,12 +38,26 @@ type allocator struct {
 	// reported is the last failure reported per Service, so a Service that
 	// stays unallocatable gets one Event, not one per resync.
 	reported map[ipam.Key]string
+	// pending holds the statuses this leader wrote that its informer has not
+	// shown yet. Until it does, the write counts as the Service's status:
+	// deciding from the stale object would hand its address to another.
+	pending map[ipam.Key]pendingWrite
 }
+
+type pendingWrite struct {
+	ips []netip.Addr
+	at  time.Time
+}
+
+// pendingTimeout forgets a write the informer never showed (the Service
+// changed again, or was deleted and re-created meanwhile).
+const pendingTimeout = 30 * time.Second
 
 // run reconciles on every change of the view or the config until ctx is done
 // (leadership lost or shutdown).
 func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 	a.reported = map[ipam.Key]string{}
+	a.pending = map[ipam.Key]pendingWrite{}
 	if !a.view.WaitSynced(ctx) {
 		return
 	}
@@ -88,17 +102,29 @@ func (a *allocator) reconcile(ctx context.Context) int {
 	var snapshot []ipam.Service
 	var writes []statusWrite
 	byKey := map[ipam.Key]*corev1.Service{}
+	now := time.Now()
 	for _, svc := range a.view.Services() {
+		key := ipam.Key{Namespace: svc.Namespace, Name: svc.Name}
+		if p, ok := a.pending[key]; ok && (slices.Equal(p.ips, ipam.IngressIPs(svc)) || now.Sub(p.at) > pendingTimeout) {
+			delete(a.pending, key) // the informer caught up
+		}
 		if ipam.Serves(cfg, svc) {
-			snapshot = append(snapshot, ipam.FromService(svc))
-			byKey[ipam.Key{Namespace: svc.Namespace, Name: svc.Name}] = svc
+			s := ipam.FromService(svc)
+			if p, ok := a.pending[key]; ok {
+				s.Current = p.ips
+			}
+			snapshot = append(snapshot, s)
+			byKey[key] = svc
 			continue
 		}
 		// An unclassed Service l2lb no longer serves (serveUnclassed turned
 		// off) gives its addresses back. A Service of another class is
 		// another implementation's, whatever its status says.
+		if _, writing := a.pending[key]; writing {
+			continue
+		}
 		if ours := ipam.IngressIPs(svc); svc.Spec.LoadBalancerClass == nil && len(ours) > 0 && allInPools(cfg, ours) {
-			writes = append(writes, statusWrite{svc: svc, key: ipam.Key{Namespace: svc.Namespace, Name: svc.Name}, have: ours})
+			writes = append(writes, statusWrite{svc: svc, key: key, have: ours})
 		}
 	}
 	res := ipam.Allocate(cfg.Pools, snapshot)
@@ -122,6 +148,9 @@ func (a *allocator) reconcile(ctx context.Context) int {
 
 	failed := 0
 	for _, w := range writes {
+		if w.err == nil {
+			a.pending[w.key] = pendingWrite{ips: w.want, at: now}
+		}
 		switch {
 		case w.err != nil:
 			a.log.Warn("cannot write Service status", "service", w.key, "err", w.err)
@@ -147,6 +176,11 @@ func (a *allocator) reconcile(ctx context.Context) int {
 	for k := range a.reported {
 		if _, ok := byKey[k]; !ok {
 			delete(a.reported, k) // deleted or no longer served
+		}
+	}
+	for k := range a.pending {
+		if _, ok := byKey[k]; !ok && now.Sub(a.pending[k].at) > pendingTimeout {
+			delete(a.pending, k)
 		}
 	}
 	return failed
