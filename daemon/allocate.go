@@ -32,6 +32,7 @@ const (
 type allocator struct {
 	client   kubernetes.Interface
 	view     *kube.View
+	changes  <-chan struct{} // the view's, subscribed for the allocator
 	config   func() *config.Config
 	recorder record.EventRecorder
 	log      *slog.Logger
@@ -67,7 +68,7 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.view.Changed():
+		case <-a.changes:
 		case <-configChanged:
 		case <-retry.C:
 		}

@@ -111,7 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 	// Placement: every node decides which addresses it answers for.
 	heartbeat := kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log)
 	placer := newPlacer(placer{
-		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view,
+		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view, changes: view.Subscribe(),
 		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks, decided: life.decided,
 	})
 	announcer := netio.New(netio.Options{
@@ -143,7 +143,7 @@ func Run(ctx context.Context, opts Options) error {
 	placing.Go(func() { placer.run(ctx, placeChanged) })
 
 	// Allocation: one elected node writes Service status.
-	alloc := &allocator{client: client, view: view, config: w.Current, recorder: recorder, log: log}
+	alloc := &allocator{client: client, view: view, changes: view.Subscribe(), config: w.Current, recorder: recorder, log: log}
 	wg.Go(func() {
 		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.LeaseDuration, log,
 			func(ctx context.Context) {

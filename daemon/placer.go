@@ -43,6 +43,7 @@ type placer struct {
 	version   string
 	config    func() *config.Config
 	view      *kube.View
+	changes   <-chan struct{} // the view's, subscribed for the placer
 	heartbeat *kube.Heartbeat
 	announcer desiredSetter
 	recorder  record.EventRecorder
@@ -112,7 +113,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-p.view.Changed():
+		case <-p.changes:
 		case <-configChanged:
 		case <-timer.C:
 		case c := <-p.conflicts:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,10 @@ type View struct {
 	client    kubernetes.Interface
 	leaseNS   string
 	cur       atomic.Pointer[informerSet]
-	changed   chan struct{}
 	refreshes chan struct{}
+
+	subsMu sync.Mutex
+	subs   []chan struct{}
 }
 
 // informerSet is one generation of informers and their listers.
@@ -48,7 +51,7 @@ type informerSet struct {
 
 // NewView prepares informers on client; Run starts them.
 func NewView(client kubernetes.Interface, leaseNamespace string) *View {
-	v := &View{client: client, leaseNS: leaseNamespace, changed: make(chan struct{}, 1), refreshes: make(chan struct{}, 1)}
+	v := &View{client: client, leaseNS: leaseNamespace, refreshes: make(chan struct{}, 1)}
 	v.cur.Store(v.newSet())
 	return v
 }
@@ -113,13 +116,25 @@ func (s *informerSet) waitSynced(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), fns...)
 }
 
-// Changed delivers a signal (coalesced) whenever anything in the view changes.
-func (v *View) Changed() <-chan struct{} { return v.changed }
+// Subscribe returns a channel that receives a signal (coalesced) whenever
+// anything in the view changes. Each reader needs its own: a signal taken by
+// one is not seen by another.
+func (v *View) Subscribe() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	v.subsMu.Lock()
+	defer v.subsMu.Unlock()
+	v.subs = append(v.subs, c)
+	return c
+}
 
 func (v *View) poke() {
-	select {
-	case v.changed <- struct{}{}:
-	default:
+	v.subsMu.Lock()
+	defer v.subsMu.Unlock()
+	for _, c := range v.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
 
