@@ -200,7 +200,7 @@ func (s *packetSocket) closed() bool { return s.uses.Load()&closedBit != 0 }
 // Close stops the socket. It does not wait: a reader blocked in the kernel
 // returns net.ErrClosed within pollInterval.
 func (s *packetSocket) Close() error {
-	if u := s.uses.Or(closedBit); u&closedBit == 0 && u == 0 {
+	if s.uses.Or(closedBit) == 0 {
 		return unix.Close(s.fd)
 	}
 	return nil
