@@ -95,7 +95,19 @@ func placementLab(t *testing.T, nodes int, extra string) (*lab.Lab, []*daemon) {
 	for _, n := range l.Nodes {
 		l.ServeHTTP(n)
 	}
-	return l, startDaemons(t, l, defaultPools, extra)
+	ds := startDaemons(t, l, defaultPools, extra)
+	// Addresses placed before every node has joined all go to the nodes
+	// present (and stay, by design); tests want the full cluster.
+	waitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
+		for _, n := range l.Nodes {
+			if _, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // each has seen its own first renewal come back
+	return l, ds
 }
 
 func daemonOn(ds []*daemon, n *lab.Node) *daemon {
