@@ -122,6 +122,10 @@ func Run(ctx context.Context, opts Options) error {
 		OnConflict:       placer.onConflict,
 	})
 	placer.announcer = announcer
+	if addr := cfg.Metrics.Address; addr != "" {
+		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats}
+		wg.Go(func() { serveMetrics(ctx, addr, m, log) })
+	}
 	placeChanged := make(chan struct{}, 1)
 	allocChanged := make(chan struct{}, 1)
 	wg.Go(func() { fanOut(ctx, configChanged, placeChanged, allocChanged) })
@@ -194,7 +198,7 @@ func fanOut(ctx context.Context, in <-chan struct{}, outs ...chan struct{}) {
 
 // warnRestartOnly says which edited fields take effect only after a restart.
 func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
-	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Coordination != cur.Coordination || old.Announce != cur.Announce {
-		log.Warn("nodeName, kubeconfig, coordination and announce take effect after a restart (systemctl restart l2lbd)")
+	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Coordination != cur.Coordination || old.Announce != cur.Announce || old.Metrics != cur.Metrics {
+		log.Warn("nodeName, kubeconfig, coordination, announce and metrics take effect after a restart (systemctl restart l2lbd)")
 	}
 }

@@ -23,6 +23,8 @@ type lifecycle struct {
 	answering atomic.Int64
 	config    atomic.Pointer[string] // the config part of the status line
 	loopAt    atomic.Int64           // unix nanoseconds of the placer's last decision
+
+	reloadsOK, reloadsRefused atomic.Uint64
 }
 
 func newLifecycle(log *slog.Logger, cfg *config.Config) *lifecycle {
@@ -80,8 +82,10 @@ func (l *lifecycle) reloading() { l.warn("RELOADING", l.notify.Reloading()) }
 // always followed by READY=1, refused or not, so systemctl reload returns.
 func (l *lifecycle) reloaded(r config.Reload) {
 	if r.Err != nil {
+		l.reloadsRefused.Add(1)
 		l.setConfig(fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err.Error())))
 	} else {
+		l.reloadsOK.Add(1)
 		l.setConfig(fmt.Sprintf("config ok (digest %s)", r.Config.Digest()))
 	}
 	if r.Requested && l.ready.Load() {

@@ -66,7 +66,10 @@ type daemon struct {
 func writeConfig(t testing.TB, node *lab.Node, pools, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), node.Name+".yaml")
-	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nmetrics: {address: \"\"}\nlog: {level: debug}\n%s%s", node.Name, node.Kubeconfig, pools, extra)
+	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nlog: {level: debug}\n%s%s", node.Name, node.Kubeconfig, pools, extra)
+	if !strings.Contains(extra, "metrics:") {
+		conf += "metrics: {address: \"\"}\n"
+	}
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestSystemdNotify(t *testing.T) {
 	l := lab.Start(t, lab.Options{Nodes: 1})
 	sock, path := listenNotify(t)
 	node := l.Nodes[0]
-	conf := writeConfig(t, node, defaultPools, "")
+	conf := writeConfig(t, node, defaultPools, "metrics: {address: \"127.0.0.1:9473\"}\n")
 	// env execs l2lbd, so the daemon is the process systemd would watch.
 	proc := node.Start(t, "env", "NOTIFY_SOCKET="+path, "WATCHDOG_USEC=1000000",
 		l2lbd, "run", "--config", conf)
@@ -83,6 +84,16 @@ func TestSystemdNotify(t *testing.T) {
 	pings := 0
 	if m := sock.next(t, &pings); !strings.HasPrefix(m, "READY=1\nSTATUS=config ok (digest ") {
 		t.Fatalf("first message %q, want READY=1 with a status line", m)
+	}
+
+	// The metrics endpoint, on the node's own loopback.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := node.Exec(ctx, "curl", "-sS", "--noproxy", "*", "http://127.0.0.1:9473/metrics")
+	for _, want := range []string{"l2lbd_ready 1\n", `l2lbd_info{node="node-0"`, "l2lbd_answering_ips 0\n"} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("metrics lack %q (%v):\n%s", want, err, out)
+		}
 	}
 
 	reload := func(content string, wantStatus string) {
