@@ -95,8 +95,8 @@ func (v *validator) interfaces(path string, names []string) {
 
 // span is one pool range with where it came from, for overlap reports.
 type span struct {
-	r    Range
-	path string
+	r          Range
+	path       string
 	pool, addr int // indexes, for reporting the later of two overlapping entries
 }
 
