@@ -225,7 +225,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		p.log.Warn("cannot list interfaces", "err", err)
 	}
 	nodes, wake := p.nodes(cfg, now, links)
-	addrs, _ := p.addresses(cfg)
+	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
 
 	desired := map[netip.Addr]string{}
@@ -246,7 +246,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 			}
 		}
 	}
-	p.apply(desired, owners, nodes)
+	p.apply(desired, owners, nodes, svcs)
 	p.heartbeat.Set(kube.Member{
 		Pools:   servablePools(cfg, links),
 		Claims:  slices.Collect(maps.Keys(desired)),
@@ -380,17 +380,13 @@ func (p *placer) servicesOf(ip netip.Addr) []*corev1.Service {
 }
 
 // apply hands the new set to netio and explains every change once.
-func (p *placer) apply(desired, owners map[netip.Addr]string, nodes []placement.Node) {
+func (p *placer) apply(desired, owners map[netip.Addr]string, nodes []placement.Node, svcs map[netip.Addr][]*corev1.Service) {
 	if maps.Equal(desired, p.owned) {
 		return
 	}
-	var svcs map[netip.Addr][]*corev1.Service
 	for ip, iface := range desired {
 		if p.owned[ip] == iface {
 			continue
-		}
-		if svcs == nil {
-			_, svcs = p.addresses(p.config())
 		}
 		p.log.Info("answering for an address", "ip", ip, "interface", iface, "reason", takeoverReason(p.owners[ip], p.node, nodes))
 		for _, svc := range svcs[ip] {
