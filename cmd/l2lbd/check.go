@@ -35,6 +35,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	summarize(stdout, path, c)
+	for _, w := range hostWarnings("/") {
+		fmt.Fprintln(stderr, w)
+	}
 	return 0
 }
 
