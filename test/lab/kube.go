@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -219,12 +220,38 @@ func repoFile(rel string) (string, error) {
 }
 
 func freePort(ip netip.Addr) (int, error) {
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	ports, err := freePorts(ip, 1)
 	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts finds n distinct free ports on ip below the kernel's ephemeral
+// range (32768 and up by default), so that no outgoing connection of another
+// process takes one between now and the server's bind. The ports are held
+// until all are found, so they differ.
+func freePorts(ip netip.Addr, n int) ([]int, error) {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("free port: none found on %v", ip)
+		}
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, uint16(port)).String())
+		if err != nil {
+			continue
+		}
+		held = append(held, ln)
+		ports = append(ports, port)
+	}
+	return ports, nil
 }
 
 func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *stopwatch) error {
@@ -234,14 +261,11 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *s
 		return err
 	}
 	loopback := netip.MustParseAddr("127.0.0.1")
-	etcdPort, err := freePort(loopback)
+	etcdPorts, err := freePorts(loopback, 2)
 	if err != nil {
 		return err
 	}
-	peerPort, err := freePort(loopback)
-	if err != nil {
-		return err
-	}
+	etcdPort, peerPort := etcdPorts[0], etcdPorts[1]
 	apiPort, err := freePort(BridgeV4)
 	if err != nil {
 		return err
