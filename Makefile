@@ -8,7 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 TESTTIMEOUT ?= 40m
 
-.PHONY: all build test unit fuzz deps demo bench lab-clean clean
+.PHONY: all build test fuzz deps demo bench lab-clean clean
 
 all: build
 

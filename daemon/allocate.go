@@ -160,7 +160,7 @@ func (a *allocator) reconcile(ctx context.Context) int {
 			a.log.Info("released addresses of a Service l2lb no longer serves", "service", w.key, "ips", joinIPs(w.have))
 			a.recorder.Eventf(w.svc, corev1.EventTypeNormal, reasonReleased, "Released %s: l2lb no longer serves this Service", joinIPs(w.have))
 		default:
-			a.announceChange(w.svc, w.key, w.have, w.want, res.Moved[w.key])
+			a.announceChange(w.svc, w.key, w.want, res.Moved[w.key])
 		}
 	}
 	for _, s := range snapshot {
@@ -188,7 +188,7 @@ func (a *allocator) reconcile(ctx context.Context) int {
 }
 
 // announceChange explains a status change with one Event and one log line.
-func (a *allocator) announceChange(svc *corev1.Service, key ipam.Key, have, want []netip.Addr, moved []ipam.Move) {
+func (a *allocator) announceChange(svc *corev1.Service, key ipam.Key, want []netip.Addr, moved []ipam.Move) {
 	if len(moved) > 0 {
 		var parts []string
 		for _, m := range moved {

@@ -49,7 +49,9 @@ func Run(ctx context.Context, opts Options) error {
 		"node", cfg.NodeName, "pools", len(cfg.Pools), "class", cfg.LoadBalancerClass)
 
 	life := newLifecycle(log, cfg)
-	configChanged := make(chan struct{}, 1)
+	// A good reload wakes both deciders; each has its own channel, as a
+	// signal taken by one would be lost to the other.
+	placeChanged, allocChanged := make(chan struct{}, 1), make(chan struct{}, 1)
 	prev := cfg // owned by the watcher's goroutine
 	w := config.NewWatcher(opts.ConfigPath, cfg, data, config.WatchOptions{
 		Logger:   log,
@@ -62,9 +64,11 @@ func Run(ctx context.Context, opts Options) error {
 			level.Set(r.Config.Log.Level)
 			warnRestartOnly(log, prev, r.Config)
 			prev = r.Config
-			select {
-			case configChanged <- struct{}{}:
-			default:
+			for _, c := range []chan struct{}{placeChanged, allocChanged} {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
 			}
 		},
 	})
@@ -126,9 +130,6 @@ func Run(ctx context.Context, opts Options) error {
 		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats}
 		wg.Go(func() { serveMetrics(ctx, addr, m, log) })
 	}
-	placeChanged := make(chan struct{}, 1)
-	allocChanged := make(chan struct{}, 1)
-	wg.Go(func() { fanOut(ctx, configChanged, placeChanged, allocChanged) })
 
 	// The data plane and the heartbeat outlive ctx: on shutdown the daemon
 	// stops answering, stops renewing, deletes its Lease so that peers take
@@ -177,23 +178,6 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil
-}
-
-// fanOut copies each signal from in to every out, coalescing.
-func fanOut(ctx context.Context, in <-chan struct{}, outs ...chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-in:
-			for _, o := range outs {
-				select {
-				case o <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
 }
 
 // warnRestartOnly says which edited fields take effect only after a restart.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,7 +84,7 @@ func (l *lifecycle) reloading() { l.warn("RELOADING", l.notify.Reloading()) }
 func (l *lifecycle) reloaded(r config.Reload) {
 	if r.Err != nil {
 		l.reloadsRefused.Add(1)
-		l.setConfig(fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err.Error())))
+		l.setConfig(fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err)))
 	} else {
 		l.reloadsOK.Add(1)
 		l.setConfig(fmt.Sprintf("config ok (digest %s)", r.Config.Digest()))
@@ -133,11 +134,7 @@ func (l *lifecycle) watchdog(ctx context.Context, maxQuiet time.Duration) {
 
 func (l *lifecycle) stopping() { l.warn("STOPPING", l.notify.Stopping()) }
 
-func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"math/big"
@@ -14,9 +13,7 @@ import (
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	var path string
-	_, code, ok := flags("check [--config PATH]", "Validates the configuration file. Exit status 0 and a summary when it is good;\n1 and every problem, each with its field and file:line:col, when it is not.", args, stdout, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", config.DefaultPath, "configuration file")
-	})
+	code, ok := flags("check [--config PATH]", "Validates the configuration file. Exit status 0 and a summary when it is good;\n1 and every problem, each with its field and file:line:col, when it is not.", args, stdout, stderr, configFlag(&path))
 	if !ok {
 		return code
 	}

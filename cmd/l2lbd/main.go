@@ -63,8 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // flags parses a subcommand's flags; ok is false when the caller should exit
 // with code.
-func flags(name, summary string, args []string, stdout, stderr io.Writer, define func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
-	fs = flag.NewFlagSet("l2lbd "+name, flag.ContinueOnError)
+func flags(name, summary string, args []string, stdout, stderr io.Writer, define func(*flag.FlagSet)) (code int, ok bool) {
+	fs := flag.NewFlagSet("l2lbd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	define(fs)
 	fs.Usage = func() {
@@ -75,24 +75,29 @@ func flags(name, summary string, args []string, stdout, stderr io.Writer, define
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return fs, 0, false
+			return 0, false
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return fs, 2, false
+		return 2, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "l2lbd %s: unexpected argument %q\n", name, fs.Arg(0))
-		return fs, 2, false
+		return 2, false
 	}
-	return fs, 0, true
+	return 0, true
+}
+
+// configFlag defines --config, the file every subcommand but version reads.
+func configFlag(path *string) func(*flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.StringVar(path, "config", config.DefaultPath, "configuration file")
+	}
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var path string
-	_, code, ok := flags("run [--config PATH]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stdout, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", config.DefaultPath, "configuration file")
-	})
+	code, ok := flags("run [--config PATH]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stdout, stderr, configFlag(&path))
 	if !ok {
 		return code
 	}
@@ -120,7 +125,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	if _, code, ok := flags("version", "Prints the version.", args, stdout, stderr, func(*flag.FlagSet) {}); !ok {
+	if code, ok := flags("version", "Prints the version.", args, stdout, stderr, func(*flag.FlagSet) {}); !ok {
 		return code
 	}
 	fmt.Fprintf(stdout, "l2lbd %s\n", versionString())

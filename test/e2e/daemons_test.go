@@ -170,14 +170,6 @@ func waitEvent(t testing.TB, l *lab.Lab, ns, name, want string) {
 	})
 }
 
-func addrs(s ...string) []netip.Addr {
-	var out []netip.Addr
-	for _, x := range s {
-		out = append(out, netip.MustParseAddr(x))
-	}
-	return out
-}
-
 var ctxBg = context.Background()
 
 func lbSvcs(l *lab.Lab) []corev1.Service {
