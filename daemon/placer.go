@@ -224,7 +224,8 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	if err != nil {
 		p.log.Warn("cannot list interfaces", "err", err)
 	}
-	nodes, wake := p.nodes(cfg, now, links)
+	pools := servablePools(cfg, links)
+	nodes, wake := p.nodes(cfg, now, pools)
 	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
 
@@ -248,7 +249,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	}
 	p.apply(desired, owners, nodes, svcs)
 	p.heartbeat.Set(kube.Member{
-		Pools:   servablePools(cfg, links),
+		Pools:   pools,
 		Claims:  slices.Collect(maps.Keys(desired)),
 		Digest:  cfg.Digest(),
 		Version: p.version,
@@ -276,7 +277,7 @@ func (p *placer) observeOwnLease() {
 
 // nodes builds every node's placement input and the time until the next
 // peer would expire.
-func (p *placer) nodes(cfg *config.Config, now time.Time, links []hostLink) ([]placement.Node, time.Duration) {
+func (p *placer) nodes(cfg *config.Config, now time.Time, ownPools []string) ([]placement.Node, time.Duration) {
 	objs := map[string]*corev1.Node{}
 	for _, n := range p.view.Nodes() {
 		objs[n.Name] = n
@@ -323,7 +324,7 @@ func (p *placer) nodes(cfg *config.Config, now time.Time, links []hostLink) ([]p
 
 	self := node(p.node)
 	self.Live = !p.frozen
-	self.Pools = set(servablePools(cfg, links))
+	self.Pools = set(ownPools)
 	self.Claims = set(slices.Collect(maps.Keys(p.owned)))
 	return append(out, self), wake
 }
