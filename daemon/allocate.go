@@ -8,11 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/ipam"
@@ -30,11 +29,11 @@ const (
 // allocator is the IPAM leader's loop: it applies ipam's decisions to the
 // Service status and explains them with Events.
 type allocator struct {
-	client   kubernetes.Interface
+	client   *kube.Client
 	view     *kube.View
 	changes  <-chan struct{} // the view's, subscribed for the allocator
 	config   func() *config.Config
-	recorder record.EventRecorder
+	recorder *kube.Recorder
 	log      *slog.Logger
 	// reported is the last failure reported per Service, so a Service that
 	// stays unallocatable gets one Event, not one per resync.
@@ -53,6 +52,51 @@ type pendingWrite struct {
 // pendingTimeout forgets a write the informer never showed (the Service
 // changed again, or was deleted and re-created meanwhile).
 const pendingTimeout = 30 * time.Second
+
+// ipamRole runs the allocator while this node is the IPAM leader. set is
+// called from the placer's goroutine only.
+type ipamRole struct {
+	ctx           context.Context // the daemon's
+	alloc         *allocator
+	configChanged <-chan struct{}
+	leader        *atomic.Bool // for status and metrics
+
+	stop context.CancelFunc // of the current run; nil when not leading
+	done chan struct{}      // closed when the latest run has returned
+}
+
+func newIPAMRole(ctx context.Context, alloc *allocator, configChanged <-chan struct{}, leader *atomic.Bool) *ipamRole {
+	done := make(chan struct{})
+	close(done)
+	return &ipamRole{ctx: ctx, alloc: alloc, configChanged: configChanged, leader: leader, done: done}
+}
+
+func (r *ipamRole) set(lead bool) {
+	switch {
+	case lead && r.stop == nil:
+		ctx, stop := context.WithCancel(r.ctx)
+		prev, done := r.done, make(chan struct{})
+		r.stop, r.done = stop, done
+		go func() {
+			defer close(done)
+			// One run at a time: the previous one may still be cancelling
+			// its writes.
+			<-prev
+			r.leader.Store(true)
+			defer r.leader.Store(false)
+			r.alloc.run(ctx, r.configChanged)
+		}()
+	case !lead && r.stop != nil:
+		r.stop()
+		r.stop = nil
+	}
+}
+
+// wait stops leading and waits until the allocator has returned.
+func (r *ipamRole) wait() {
+	r.set(false)
+	<-r.done
+}
 
 // run reconciles on every change of the view or the config until ctx is done
 // (leadership lost or shutdown).

@@ -109,14 +109,20 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	view := kube.NewView(client, cfg.Coordination.Namespace)
 	wg.Go(func() { view.Run(ctx) })
-	recorder, stopRecorder := kube.NewRecorder(client, cfg.NodeName)
-	defer stopRecorder()
+	recorder := kube.NewRecorder(client, cfg.NodeName, log)
+	wg.Go(func() { recorder.Run(ctx) })
 
-	// Placement: every node decides which addresses it answers for.
+	// Allocation: the IPAM leader, placed like an address, writes Service
+	// status.
+	alloc := &allocator{client: client, view: view, changes: view.Subscribe(), config: w.Current, recorder: recorder, log: log}
+	role := newIPAMRole(ctx, alloc, allocChanged, &life.leader)
+
+	// Placement: every node decides which addresses it answers for, and
+	// which node leads IPAM.
 	heartbeat := kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log)
 	placer := newPlacer(placer{
 		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view, changes: view.Subscribe(),
-		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks, decided: life.decided,
+		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks, decided: life.decided, lead: role.set,
 	})
 	announcer := netio.New(netio.Options{
 		Logger:           log,
@@ -147,20 +153,6 @@ func Run(ctx context.Context, opts Options) error {
 	beating.Go(func() { heartbeat.Run(heartbeatCtx) })
 	placing.Go(func() { placer.run(ctx, placeChanged) })
 
-	// Allocation: one elected node writes Service status.
-	alloc := &allocator{client: client, view: view, changes: view.Subscribe(), config: w.Current, recorder: recorder, log: log}
-	wg.Go(func() {
-		err := kube.Elect(ctx, client, co.Namespace, cfg.NodeName, co.LeaseDuration, log,
-			func(ctx context.Context) {
-				life.leader.Store(true)
-				defer life.leader.Store(false)
-				alloc.run(ctx, allocChanged)
-			})
-		if err != nil {
-			log.Error("IPAM leader election stopped", "err", err)
-		}
-	})
-
 	<-ctx.Done()
 	life.stopping()
 	log.Info("l2lbd stopping")
@@ -175,6 +167,7 @@ func Run(ctx context.Context, opts Options) error {
 	cancelRelease()
 	stopAnnouncer()
 	announcing.Wait()
+	role.wait()
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil

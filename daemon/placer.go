@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/ipam"
@@ -46,13 +45,16 @@ type placer struct {
 	changes   <-chan struct{} // the view's, subscribed for the placer
 	heartbeat *kube.Heartbeat
 	announcer desiredSetter
-	recorder  record.EventRecorder
+	recorder  *kube.Recorder
 	log       *slog.Logger
 	links     func() ([]hostLink, error)
 	conflicts chan netio.Conflict
 	// decided, if set, hears after every decision how many addresses this
 	// node answers for (readiness, watchdog and status for systemd).
 	decided func(answering int)
+	// lead, if set, hears when this node becomes or stops being the IPAM
+	// leader.
+	lead func(bool)
 
 	// Owned by run's goroutine.
 	seen    map[string]seenLease      // peers' renewals, by this node's clock
@@ -61,6 +63,7 @@ type placer struct {
 	yielded map[netip.Addr]bool       // given up to a peer while frozen
 	warned  map[conflictKey]time.Time // conflicts reported, for deduplication
 	frozen  bool
+	leading bool // this node is the IPAM leader
 	// fresh is the latest local time at which this node wrote a renewal of
 	// its own Lease that has since come back through the informers: the
 	// view is known to be at least that recent.
@@ -228,6 +231,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	nodes, wake := p.nodes(cfg, now, pools)
 	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
+	p.setLeading(placement.Leader(nodes))
 
 	desired := map[netip.Addr]string{}
 	if p.frozen {
@@ -253,6 +257,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		Claims:  slices.Collect(maps.Keys(desired)),
 		Digest:  cfg.Digest(),
 		Version: p.version,
+		Leader:  p.leading,
 	})
 	p.owners = owners
 
@@ -260,6 +265,28 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		wake = min(wake, p.fresh.Add(renewDeadline).Sub(now))
 	}
 	return max(min(wake, co.RenewInterval), time.Millisecond)
+}
+
+// setLeading starts or stops this node's IPAM leadership. A frozen node is
+// not live in its own view, so it stops writing Service status from a stale
+// view and drops its claim; a healthy peer takes the role over.
+func (p *placer) setLeading(leader string) {
+	lead := leader == p.node
+	if lead == p.leading {
+		return
+	}
+	p.leading = lead
+	switch {
+	case lead:
+		p.log.Info("became the IPAM leader")
+	case p.frozen:
+		p.log.Info("no longer the IPAM leader: the view of the cluster is stale")
+	default:
+		p.log.Info("no longer the IPAM leader", "leader", leader)
+	}
+	if p.lead != nil {
+		p.lead(lead)
+	}
 }
 
 // observeOwnLease advances fresh when the informers show a renewal of this
@@ -318,6 +345,7 @@ func (p *placer) nodes(cfg *config.Config, now time.Time, ownPools []string) ([]
 		}
 		n.Pools = set(m.Pools)
 		n.Claims = set(m.Claims)
+		n.Leads = m.Leader
 		out = append(out, n)
 	}
 	p.seen = seen
@@ -326,6 +354,7 @@ func (p *placer) nodes(cfg *config.Config, now time.Time, ownPools []string) ([]
 	self.Live = !p.frozen
 	self.Pools = set(ownPools)
 	self.Claims = set(slices.Collect(maps.Keys(p.owned)))
+	self.Leads = p.leading
 	return append(out, self), wake
 }
 

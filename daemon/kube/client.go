@@ -1,6 +1,6 @@
 // Package kube is l2lbd's glue to the Kubernetes API: the connection, the
 // informers that make up the daemon's view of the cluster, the Service status
-// and Event writers, and the Lease-based coordination. It decides nothing.
+// and Event writers, and the member Lease heartbeat. It decides nothing.
 package kube
 
 import (
@@ -11,16 +11,79 @@ import (
 	"os"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/flowcontrol"
 )
+
+// Client reaches the three API groups l2lbd uses, with a scheme that knows
+// only their types. client-go's typed clientset, its informer factory, Event
+// recorder and leader election all pull in the scheme of every Kubernetes
+// API group, whose registration alone touches about 20 MiB of the binary at
+// start; the daemon's memory goal is 40 MiB in all.
+type Client struct {
+	Core         rest.Interface // core/v1: Services, Nodes, Events
+	Coordination rest.Interface // coordination.k8s.io/v1: Leases
+	Discovery    rest.Interface // discovery.k8s.io/v1: EndpointSlices
+}
+
+// scheme knows the types of the three groups, and the meta/v1 options and
+// Status every group shares.
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, discoveryv1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err) // static registration; cannot fail
+		}
+	}
+	return s
+}()
+
+// NewClient returns a Client for cfg; it does not contact the API server.
+func NewClient(cfg *rest.Config) (*Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	// Status writes for thousands of Services after a cold start must not
+	// crawl at client-go's default of 5 per second; steady state writes one
+	// Lease renewal per second. One budget for all three groups.
+	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(100, 200)
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{}
+	for _, g := range []struct {
+		into    *rest.Interface
+		apiPath string
+		gv      schema.GroupVersion
+	}{
+		{&c.Core, "/api", corev1.SchemeGroupVersion},
+		{&c.Coordination, "/apis", coordinationv1.SchemeGroupVersion},
+		{&c.Discovery, "/apis", discoveryv1.SchemeGroupVersion},
+	} {
+		gcfg := rest.CopyConfig(cfg)
+		gcfg.APIPath, gcfg.GroupVersion = g.apiPath, &g.gv
+		rc, err := rest.RESTClientForConfigAndClient(gcfg, httpClient)
+		if err != nil {
+			return nil, err
+		}
+		*g.into = rc
+	}
+	return c, nil
+}
 
 // Connect loads the kubeconfig at path and waits until the API server answers.
 // A missing or unreadable kubeconfig and an unreachable API server are logged
 // (once per distinct problem) and retried with backoff up to maxBackoff, never
 // fatal: the daemon must not crash-loop while a node is being set up. It
 // returns only when connected or when ctx is done.
-func Connect(ctx context.Context, path, userAgent string, log *slog.Logger) (*kubernetes.Clientset, error) {
+func Connect(ctx context.Context, path, userAgent string, log *slog.Logger) (*Client, error) {
 	const maxBackoff = 10 * time.Second
 	backoff := 200 * time.Millisecond
 	var lastProblem string
@@ -45,7 +108,7 @@ func Connect(ctx context.Context, path, userAgent string, log *slog.Logger) (*ku
 	}
 }
 
-func connect(ctx context.Context, path, userAgent string) (*kubernetes.Clientset, error) {
+func connect(ctx context.Context, path, userAgent string) (*Client, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("kubeconfig %s does not exist (see the kubeconfig recipe in the examples)", path)
@@ -57,17 +120,13 @@ func connect(ctx context.Context, path, userAgent string) (*kubernetes.Clientset
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	cfg.UserAgent = userAgent
-	// Status writes for thousands of Services after a cold start must not
-	// crawl at client-go's default of 5 per second; steady state writes one
-	// Lease renewal per second.
-	cfg.QPS, cfg.Burst = 100, 200
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := client.Discovery().RESTClient().Get().AbsPath("/version").Do(vctx).Raw(); err != nil {
+	if _, err := client.Core.Get().AbsPath("/version").Do(vctx).Raw(); err != nil {
 		return nil, fmt.Errorf("API server %s: %w", cfg.Host, err)
 	}
 	return client, nil

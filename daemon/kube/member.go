@@ -15,7 +15,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Annotations of a member Lease: what its node can serve and claims.
@@ -24,6 +23,9 @@ const (
 	AnnotationClaims  = "l2lb.dev/claims"
 	AnnotationDigest  = "l2lb.dev/config-digest"
 	AnnotationVersion = "l2lb.dev/version"
+	// AnnotationLeader is "true" on the Lease of the node that claims the
+	// IPAM leader role (writing Service status).
+	AnnotationLeader = "l2lb.dev/ipam-leader"
 )
 
 // MemberLeasePrefix starts the name of every member Lease: l2lbd-<node>.
@@ -35,13 +37,16 @@ type Member struct {
 	Claims  []netip.Addr
 	Digest  string
 	Version string
+	// Leader: the node claims the IPAM leader role.
+	Leader bool
 }
 
 // ParseMember reads a member Lease. ok is false for Leases that are not
-// member Leases (the IPAM Lease, others'); malformed entries are skipped.
+// member Leases (others', or one whose holder is not the node it is named
+// after); malformed entries are skipped.
 func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
 	node, isMember := strings.CutPrefix(l.Name, MemberLeasePrefix)
-	if !isMember || l.Name == IPAMLease || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node {
+	if !isMember || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != node {
 		return "", Member{}, false
 	}
 	a := l.Annotations
@@ -56,6 +61,7 @@ func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
 		}
 	}
 	m.Digest, m.Version = a[AnnotationDigest], a[AnnotationVersion]
+	m.Leader = a[AnnotationLeader] == "true"
 	return node, m, true
 }
 
@@ -66,19 +72,23 @@ func (m Member) annotations() map[string]string {
 	}
 	slices.Sort(claims)
 	pools := slices.Sorted(slices.Values(m.Pools))
-	return map[string]string{
+	a := map[string]string{
 		AnnotationPools:   strings.Join(pools, ","),
 		AnnotationClaims:  strings.Join(claims, ","),
 		AnnotationDigest:  m.Digest,
 		AnnotationVersion: m.Version,
 	}
+	if m.Leader {
+		a[AnnotationLeader] = "true"
+	}
+	return a
 }
 
 // Heartbeat keeps this node's member Lease renewed every renew interval,
 // carrying the latest Member given to Set. That is its only steady-state
 // write; a change of Member is written at once.
 type Heartbeat struct {
-	client    kubernetes.Interface
+	client    *Client
 	namespace string
 	node      string
 	renew     time.Duration
@@ -105,7 +115,7 @@ type renewal struct {
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
 // Run and the first Set.
-func NewHeartbeat(client kubernetes.Interface, namespace, node string, renew, duration time.Duration, log *slog.Logger) *Heartbeat {
+func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, log *slog.Logger) *Heartbeat {
 	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration, log: log, kick: make(chan struct{}, 1)}
 }
 
@@ -181,14 +191,16 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	// allowed; a late renewal still counts once it is seen back.
 	ctx, cancel := context.WithTimeout(ctx, max(h.duration, time.Second))
 	defer cancel()
-	leases := h.client.CoordinationV1().Leases(h.namespace)
+	leases := h.client.Coordination
+	name := MemberLeasePrefix + h.node
 	now := metav1.NowMicro()
 	ann := m.annotations()
 	if h.lease == nil {
-		l, err := leases.Get(ctx, MemberLeasePrefix+h.node, metav1.GetOptions{})
+		l := &coordinationv1.Lease{}
+		err := leases.Get().Namespace(h.namespace).Resource("leases").Name(name).Do(ctx).Into(l)
 		switch {
 		case apierrors.IsNotFound(err):
-			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: MemberLeasePrefix + h.node, Namespace: h.namespace}}
+			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.namespace}}
 		case err != nil:
 			return fmt.Errorf("get member Lease: %w", err)
 		}
@@ -203,14 +215,12 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	if l.Spec.AcquireTime == nil {
 		l.Spec.AcquireTime = &now
 	}
-	var out *coordinationv1.Lease
-	var err error
+	req := leases.Put().Name(name)
 	if l.ResourceVersion == "" {
-		out, err = leases.Create(ctx, l, metav1.CreateOptions{})
-	} else {
-		out, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		req = leases.Post()
 	}
-	if err != nil {
+	out := &coordinationv1.Lease{}
+	if err := req.Namespace(h.namespace).Resource("leases").Body(l).Do(ctx).Into(out); err != nil {
 		h.lease = nil // re-read before the next attempt (conflict, deleted)
 		return fmt.Errorf("write member Lease: %w", err)
 	}
@@ -231,7 +241,7 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 func (h *Heartbeat) Release(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.duration)
 	defer cancel()
-	err := h.client.CoordinationV1().Leases(h.namespace).Delete(ctx, MemberLeasePrefix+h.node, metav1.DeleteOptions{})
+	err := h.client.Coordination.Delete().Namespace(h.namespace).Resource("leases").Name(MemberLeasePrefix + h.node).Do(ctx).Error()
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete member Lease: %w", err)
 	}

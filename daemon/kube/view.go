@@ -12,12 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	coordlisters "k8s.io/client-go/listers/coordination/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -29,7 +26,7 @@ import (
 // Refresh replaces the informers with new ones that list at once, swapped in
 // only once they have synced, so the view never goes empty.
 type View struct {
-	client    kubernetes.Interface
+	client    *Client
 	leaseNS   string
 	cur       atomic.Pointer[informerSet]
 	refreshes chan struct{}
@@ -38,46 +35,45 @@ type View struct {
 	subs   []chan struct{}
 }
 
-// informerSet is one generation of informers and their listers.
+// informerSet is one generation of informers.
 type informerSet struct {
-	factories []informers.SharedInformerFactory
-	informers []cache.SharedIndexInformer
-	services  corelisters.ServiceLister
-	nodes     corelisters.NodeLister
-	slices    discoverylisters.EndpointSliceLister
-	leases    coordlisters.LeaseLister
-	stop      context.CancelFunc
+	services, nodes, slices, leases cache.SharedIndexInformer
+	stop                            context.CancelFunc
+	running                         sync.WaitGroup
 }
 
+// byService indexes EndpointSlices by namespace/service.
+const byService = "service"
+
 // NewView prepares informers on client; Run starts them.
-func NewView(client kubernetes.Interface, leaseNamespace string) *View {
+func NewView(client *Client, leaseNamespace string) *View {
 	v := &View{client: client, leaseNS: leaseNamespace, refreshes: make(chan struct{}, 1)}
 	v.cur.Store(v.newSet())
 	return v
 }
 
 func (v *View) newSet() *informerSet {
-	all := informers.NewSharedInformerFactoryWithOptions(v.client, 0, informers.WithTransform(strip))
-	coord := informers.NewSharedInformerFactoryWithOptions(v.client, 0, informers.WithTransform(strip), informers.WithNamespace(v.leaseNS))
+	c := v.client
 	s := &informerSet{
-		factories: []informers.SharedInformerFactory{all, coord},
-		services:  all.Core().V1().Services().Lister(),
-		nodes:     all.Core().V1().Nodes().Lister(),
-		slices:    all.Discovery().V1().EndpointSlices().Lister(),
-		leases:    coord.Coordination().V1().Leases().Lister(),
-	}
-	s.informers = []cache.SharedIndexInformer{
-		all.Core().V1().Services().Informer(),
-		all.Core().V1().Nodes().Informer(),
-		all.Discovery().V1().EndpointSlices().Informer(),
-		coord.Coordination().V1().Leases().Informer(),
+		services: newInformer(c.Core, "services", "", &corev1.Service{}, nil),
+		nodes:    newInformer(c.Core, "nodes", "", &corev1.Node{}, nil),
+		slices: newInformer(c.Discovery, "endpointslices", "", &discoveryv1.EndpointSlice{}, cache.Indexers{
+			byService: func(obj any) ([]string, error) {
+				s := obj.(*discoveryv1.EndpointSlice)
+				if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
+					return []string{s.Namespace + "/" + name}, nil
+				}
+				return nil, nil
+			},
+		}),
+		leases: newInformer(c.Coordination, "leases", v.leaseNS, &coordinationv1.Lease{}, nil),
 	}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { v.poke() },
 		UpdateFunc: func(any, any) { v.poke() },
 		DeleteFunc: func(any) { v.poke() },
 	}
-	for _, inf := range s.informers {
+	for _, inf := range s.all() {
 		if _, err := inf.AddEventHandler(notify); err != nil {
 			panic(fmt.Sprintf("informer handler: %v", err)) // only fails once stopped
 		}
@@ -85,22 +81,33 @@ func (v *View) newSet() *informerSet {
 	return s
 }
 
+func newInformer(rc rest.Interface, resource, namespace string, obj runtime.Object, indexers cache.Indexers) cache.SharedIndexInformer {
+	lw := cache.NewListWatchFromClient(rc, resource, namespace, fields.Everything())
+	inf := cache.NewSharedIndexInformer(lw, obj, 0, indexers)
+	if err := inf.SetTransform(strip); err != nil {
+		panic(fmt.Sprintf("informer transform: %v", err)) // only fails once started
+	}
+	return inf
+}
+
+func (s *informerSet) all() []cache.SharedIndexInformer {
+	return []cache.SharedIndexInformer{s.services, s.nodes, s.slices, s.leases}
+}
+
 func (s *informerSet) start(ctx context.Context) {
 	ctx, s.stop = context.WithCancel(ctx)
-	for _, f := range s.factories {
-		f.Start(ctx.Done())
+	for _, inf := range s.all() {
+		s.running.Go(func() { inf.RunWithContext(ctx) })
 	}
 }
 
 func (s *informerSet) shutdown() {
 	s.stop()
-	for _, f := range s.factories {
-		f.Shutdown()
-	}
+	s.running.Wait()
 }
 
 func (s *informerSet) synced() bool {
-	for _, inf := range s.informers {
+	for _, inf := range s.all() {
 		if !inf.HasSynced() {
 			return false
 		}
@@ -109,9 +116,9 @@ func (s *informerSet) synced() bool {
 }
 
 func (s *informerSet) waitSynced(ctx context.Context) bool {
-	fns := make([]cache.InformerSynced, len(s.informers))
-	for i, inf := range s.informers {
-		fns[i] = inf.HasSynced
+	var fns []cache.InformerSynced
+	for _, inf := range s.all() {
+		fns = append(fns, inf.HasSynced)
 	}
 	return cache.WaitForCacheSync(ctx.Done(), fns...)
 }
@@ -178,28 +185,32 @@ func (v *View) Synced() bool { return v.cur.Load().synced() }
 
 // The listers return the cached objects (stripped, shared: read-only).
 
-// Services returns every Service in the cluster.
-func (v *View) Services() []*corev1.Service {
-	out, _ := v.cur.Load().services.List(labels.Everything())
-	return out
-}
+// Services returns every Service.
+func (v *View) Services() []*corev1.Service { return list[*corev1.Service](v.cur.Load().services) }
 
 // Nodes returns every Node.
-func (v *View) Nodes() []*corev1.Node {
-	out, _ := v.cur.Load().nodes.List(labels.Everything())
-	return out
-}
+func (v *View) Nodes() []*corev1.Node { return list[*corev1.Node](v.cur.Load().nodes) }
 
 // EndpointSlices returns the EndpointSlices of a Service.
 func (v *View) EndpointSlices(namespace, service string) []*discoveryv1.EndpointSlice {
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: service})
-	out, _ := v.cur.Load().slices.EndpointSlices(namespace).List(sel)
-	return out
+	objs, _ := v.cur.Load().slices.GetIndexer().ByIndex(byService, namespace+"/"+service)
+	return typed[*discoveryv1.EndpointSlice](objs)
 }
 
 // Leases returns the Leases of the coordination namespace.
 func (v *View) Leases() []*coordinationv1.Lease {
-	out, _ := v.cur.Load().leases.List(labels.Everything())
+	return list[*coordinationv1.Lease](v.cur.Load().leases)
+}
+
+func list[T any](inf cache.SharedIndexInformer) []T { return typed[T](inf.GetStore().List()) }
+
+func typed[T any](objs []any) []T {
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(T); ok {
+			out = append(out, t)
+		}
+	}
 	return out
 }
 
@@ -265,6 +276,3 @@ func strip(obj any) (any, error) {
 	}
 	return obj, nil
 }
-
-// writeTimeout bounds how long a write waits for the API server.
-const writeTimeout = 10 * time.Second

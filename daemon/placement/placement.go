@@ -8,6 +8,10 @@
 // restarting a standby moves nothing); with several claimants, or none, the
 // highest rendezvous score hash(address, node) wins, which spreads addresses
 // evenly and moves only the addresses of a node that leaves.
+//
+// The IPAM leader, the one node that writes Service status, is placed by the
+// same rule (Leader), so that electing it costs no write beyond the member
+// Lease renewals.
 package placement
 
 import (
@@ -30,6 +34,8 @@ type Node struct {
 	Pools map[string]bool
 	// Claims are the addresses it currently answers for, from its Lease.
 	Claims map[netip.Addr]bool
+	// Leads: it claims the IPAM leader role.
+	Leads bool
 }
 
 // Sharer is one Service using an address.
@@ -94,6 +100,39 @@ func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
 	return owners
 }
 
+// Leader returns the IPAM leader: the live node that claims the role (the
+// highest-scoring of several claimants), else the live node with the highest
+// score; "" when no node is live. Readiness and pools do not matter: writing
+// Service status needs only a working daemon.
+func Leader(nodes []Node) string {
+	var best, bestClaimant *Node
+	var bestScore, bestClaimScore uint64
+	for i := range nodes {
+		n := &nodes[i]
+		if !n.Live {
+			continue
+		}
+		s := score(leaderKey, n.Name)
+		if best == nil || better(s, n.Name, bestScore, best.Name) {
+			best, bestScore = n, s
+		}
+		if n.Leads && (bestClaimant == nil || better(s, n.Name, bestClaimScore, bestClaimant.Name)) {
+			bestClaimant, bestClaimScore = n, s
+		}
+	}
+	switch {
+	case bestClaimant != nil:
+		return bestClaimant.Name
+	case best != nil:
+		return best.Name
+	}
+	return ""
+}
+
+// leaderKey is what the leader role is scored by; no address is 4 bytes
+// long in As16 form, so it never collides with an address's score.
+var leaderKey = []byte("ipam")
+
 // better orders candidates by score, then by name so that even a hash
 // collision has one answer on every node.
 func better(s uint64, name string, bestS uint64, bestName string) bool {
@@ -102,9 +141,13 @@ func better(s uint64, name string, bestS uint64, bestName string) bool {
 
 // Score is the rendezvous (highest random weight) score of node for ip.
 func Score(ip netip.Addr, node string) uint64 {
-	h := sha256.New()
 	b := ip.As16()
-	h.Write(b[:])
+	return score(b[:], node)
+}
+
+func score(key []byte, node string) uint64 {
+	h := sha256.New()
+	h.Write(key)
 	h.Write([]byte(node))
 	var sum [sha256.Size]byte
 	return binary.BigEndian.Uint64(h.Sum(sum[:0]))

@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -155,5 +157,65 @@ func BenchmarkPlace1000x4(b *testing.B) {
 	nodes := []Node{node("n0"), node("n1"), node("n2"), node("n3")}
 	for b.Loop() {
 		Place(nodes, addrs)
+	}
+}
+
+func leads(n *Node) { n.Leads = true }
+func dead(n *Node)  { n.Live = false }
+
+func TestLeader(t *testing.T) {
+	// highest returns the unclaimed winner among names, computed
+	// independently of Leader.
+	highest := func(names ...string) string {
+		var best string
+		var bestScore uint64
+		for _, n := range names {
+			h := sha256.Sum256([]byte("ipam" + n))
+			if s := binary.BigEndian.Uint64(h[:]); best == "" || s > bestScore {
+				best, bestScore = n, s
+			}
+		}
+		return best
+	}
+	top := highest("a", "b", "c")
+	var rest []string
+	for _, n := range []string{"a", "b", "c"} {
+		if n != top {
+			rest = append(rest, n)
+		}
+	}
+	other := rest[0]
+	// abc returns nodes a, b and c, with mods applied to the one named.
+	abc := func(name string, mods ...func(*Node)) []Node {
+		var out []Node
+		for _, n := range []string{"a", "b", "c"} {
+			if n == name {
+				out = append(out, node(n, mods...))
+			} else {
+				out = append(out, node(n))
+			}
+		}
+		return out
+	}
+	notEligible := func(n *Node) { n.Ready, n.Excluded, n.Pools = false, true, nil }
+	for _, tc := range []struct {
+		name  string
+		nodes []Node
+		want  string
+	}{
+		{"no nodes", nil, ""},
+		{"nobody live", []Node{node("a", dead), node("b", dead, leads)}, ""},
+		{"highest score without claims", abc(""), top},
+		{"a claimant keeps the role", abc(other, leads), other},
+		{"a dead claimant loses it", abc(other, leads, dead), top},
+		{"the top node dead", abc(top, dead), highest(rest...)},
+		{"readiness and pools do not matter", abc(top, notEligible), top},
+		{"of several claimants the highest score", []Node{node("a", leads), node("b", leads), node("c", leads)}, top},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Leader(tc.nodes); got != tc.want {
+				t.Errorf("Leader = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -93,19 +93,31 @@ func (d *daemon) start(t testing.TB) {
 	d.proc = d.node.Start(t, l2lbd, "run", "--config", d.config)
 }
 
-// ipamLeader returns the holder of the IPAM Lease, waiting (bounded) for one.
+// ipamLeader returns the node whose live member Lease claims the IPAM leader
+// role, waiting (bounded) until exactly one does. A Lease is live when
+// renewed within the default lease duration (one clock: the lab's).
 func ipamLeader(t testing.TB, l *lab.Lab) string {
 	t.Helper()
-	var holder string
-	waitFor(t, 20*time.Second, "an IPAM leader", func(ctx context.Context) bool {
-		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-ipam", metav1.GetOptions{})
-		if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+	var leader string
+	waitFor(t, 20*time.Second, "one IPAM leader", func(ctx context.Context) bool {
+		list, err := l.Client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
 			return false
 		}
-		holder = *lease.Spec.HolderIdentity
+		var claimants []string
+		for _, lease := range list.Items {
+			live := lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < 3*time.Second
+			if node, ok := strings.CutPrefix(lease.Name, "l2lbd-"); ok && live && lease.Annotations["l2lb.dev/ipam-leader"] == "true" {
+				claimants = append(claimants, node)
+			}
+		}
+		if len(claimants) != 1 {
+			return false
+		}
+		leader = claimants[0]
 		return true
 	})
-	return holder
+	return leader
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.

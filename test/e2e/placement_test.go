@@ -268,7 +268,7 @@ func claims(t testing.TB, l *lab.Lab) map[netip.Addr]string {
 	out := map[netip.Addr]string{}
 	for _, lease := range list.Items {
 		node, ok := strings.CutPrefix(lease.Name, "l2lbd-")
-		if !ok || node == "ipam" {
+		if !ok {
 			continue
 		}
 		for _, s := range strings.Split(lease.Annotations["l2lb.dev/claims"], ",") {
