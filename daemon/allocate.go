@@ -53,8 +53,8 @@ type pendingWrite struct {
 // changed again, or was deleted and re-created meanwhile).
 const pendingTimeout = 30 * time.Second
 
-// ipamRole runs the allocator while this node is the IPAM leader. set is
-// called from the placer's goroutine only.
+// ipamRole runs the allocator while this node is the IPAM leader with a
+// fresh view. set is called from the placer's goroutine only.
 type ipamRole struct {
 	ctx           context.Context // the daemon's
 	alloc         *allocator

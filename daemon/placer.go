@@ -52,8 +52,8 @@ type placer struct {
 	// decided, if set, hears after every decision how many addresses this
 	// node answers for (readiness, watchdog and status for systemd).
 	decided func(answering int)
-	// lead, if set, hears when this node becomes or stops being the IPAM
-	// leader.
+	// lead, if set, hears after every decision whether this node is to
+	// write Service status (it leads IPAM and its view is fresh).
 	lead func(bool)
 
 	// Owned by run's goroutine.
@@ -63,7 +63,7 @@ type placer struct {
 	yielded map[netip.Addr]bool       // given up to a peer while frozen
 	warned  map[conflictKey]time.Time // conflicts reported, for deduplication
 	frozen  bool
-	leading bool // this node is the IPAM leader
+	leading bool // this node claims the IPAM leader role
 	// fresh is the latest local time at which this node wrote a renewal of
 	// its own Lease that has since come back through the informers: the
 	// view is known to be at least that recent.
@@ -231,7 +231,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	nodes, wake := p.nodes(cfg, now, pools)
 	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
-	p.setLeading(placement.Leader(nodes))
+	p.decideLeader(nodes)
 
 	desired := map[netip.Addr]string{}
 	if p.frozen {
@@ -267,25 +267,25 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	return max(min(wake, co.RenewInterval), time.Millisecond)
 }
 
-// setLeading starts or stops this node's IPAM leadership. A frozen node is
-// not live in its own view, so it stops writing Service status from a stale
-// view and drops its claim; a healthy peer takes the role over.
-func (p *placer) setLeading(leader string) {
-	lead := leader == p.node
-	if lead == p.leading {
-		return
-	}
-	p.leading = lead
-	switch {
-	case lead:
-		p.log.Info("became the IPAM leader")
-	case p.frozen:
-		p.log.Info("no longer the IPAM leader: the view of the cluster is stale")
-	default:
-		p.log.Info("no longer the IPAM leader", "leader", leader)
+// decideLeader settles this node's IPAM role. A frozen node keeps its claim,
+// as it keeps its addresses (a brief stall moves nothing), but leads nothing
+// meanwhile: it writes no status from a stale view. If a healthy peer took
+// the role over meanwhile, Leader settles the two claims once this node is
+// fresh again.
+func (p *placer) decideLeader(nodes []placement.Node) {
+	if !p.frozen {
+		leader := placement.Leader(nodes)
+		if lead := leader == p.node; lead != p.leading {
+			p.leading = lead
+			if lead {
+				p.log.Info("became the IPAM leader")
+			} else {
+				p.log.Info("no longer the IPAM leader", "leader", leader)
+			}
+		}
 	}
 	if p.lead != nil {
-		p.lead(lead)
+		p.lead(p.leading && !p.frozen)
 	}
 }
 

@@ -260,3 +260,44 @@ func mustRead(t testing.TB, path string) string {
 	}
 	return string(b)
 }
+
+// TestCutOffLeader: an IPAM leader cut off from the API server is replaced,
+// allocation goes on, and once it is back there is again exactly one leader
+// and no address is handed out twice.
+func TestCutOffLeader(t *testing.T) {
+	l := lab.Start(t, lab.Options{Nodes: 3})
+	startDaemons(t, l, defaultPools, "")
+	l.CreateLBService(ctxBg, "default", "before")
+	waitIngress(t, l, "default", "before", 1)
+
+	leader := ipamLeader(t, l)
+	var cut *lab.Node
+	for _, n := range l.Nodes {
+		if n.Name == leader {
+			cut = n
+		}
+	}
+	l.CutOff(cut)
+	l.CreateLBService(ctxBg, "default", "during")
+	waitIngress(t, l, "default", "during", 1)
+	if now := ipamLeader(t, l); now == leader {
+		t.Errorf("the cut-off node %s still leads", leader)
+	}
+
+	l.Restore(cut)
+	time.Sleep(4 * time.Second) // the returning node renews and sees the new leader
+	ipamLeader(t, l)
+	l.CreateLBService(ctxBg, "default", "after")
+	waitIngress(t, l, "default", "after", 1)
+	seen := map[netip.Addr]string{}
+	for _, name := range []string{"before", "during", "after"} {
+		ips, err := ingress(ctxBg, l, "default", name)
+		if err != nil || len(ips) != 1 {
+			t.Fatalf("%s: %v %v", name, ips, err)
+		}
+		if other, dup := seen[ips[0]]; dup {
+			t.Errorf("%s and %s both hold %s", name, other, ips[0])
+		}
+		seen[ips[0]] = name
+	}
+}
