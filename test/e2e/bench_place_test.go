@@ -251,10 +251,13 @@ func BenchmarkSteadyState(b *testing.B) {
 		}
 
 		var perNode, rss, anon, cpu []float64
+		minGap := window
 		for range windows {
-			w, r, a, c := idleWindow(b, l, ds, window)
+			w, g, r, a, c := idleWindow(b, l, ds, window)
 			perNode, rss, anon, cpu = append(perNode, w), append(rss, r), append(anon, a), append(cpu, c)
+			minGap = min(minGap, g)
 		}
+		b.ReportMetric(float64(minGap.Microseconds())/1000, "min-renew-gap-ms")
 		for _, m := range []struct {
 			name string
 			v    []float64
@@ -275,8 +278,9 @@ func BenchmarkSteadyState(b *testing.B) {
 }
 
 // idleWindow measures one window: l2lbd's API writes per node per second,
-// and the largest RSS, RssAnon and CPU share of the daemons at its end.
-func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (writesPerNode, rss, anon, cpu float64) {
+// the shortest time between two writes of one member Lease, and the largest
+// RSS, RssAnon and CPU share of the daemons at its end.
+func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (writesPerNode float64, minGap time.Duration, rss, anon, cpu float64) {
 	// The API server renews a Lease of its own (apiserver-<id>, every
 	// 10 s) in the same namespace; a watch tells whose Lease each write
 	// changed, so that only l2lbd's are counted.
@@ -306,32 +310,43 @@ func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (w
 	}
 	slices.Sort(writes)
 	others := 0
-	for name, n := range byLease {
+	counts := map[string]int{}
+	minGap = window
+	for name, times := range byLease {
+		counts[name] = len(times)
 		if !strings.HasPrefix(name, "l2lbd-") {
-			others += n
+			others += len(times)
+			continue
+		}
+		// A window's count can be one more than its length in renew
+		// intervals (a write at each edge); the gaps cannot.
+		for i := 1; i < len(times); i++ {
+			minGap = min(minGap, times[i].Sub(times[i-1]))
 		}
 	}
-	b.Logf("writes in %v: %s; Lease writes by name: %v", elapsed.Round(time.Millisecond), strings.Join(writes, " "), byLease)
+	b.Logf("writes in %v: %s; Lease writes by name: %v; shortest gap between two writes of a member Lease %v",
+		elapsed.Round(time.Millisecond), strings.Join(writes, " "), counts, minGap)
 	writesPerNode = (total - float64(others)) / elapsed.Seconds() / float64(len(ds))
 	for i, d := range ds {
 		rss = max(rss, rssMiB(b, d.proc.PID))
 		anon = max(anon, statusMiB(b, d.proc.PID, "RssAnon"))
 		cpu = max(cpu, float64(cpu1[i]-cpu0[i])/100/elapsed.Seconds()*100)
 	}
-	return writesPerNode, rss, anon, cpu
+	return writesPerNode, minGap, rss, anon, cpu
 }
 
-// watchLeaseWrites counts the changes to each Lease of kube-system from now
-// until the returned function is called. The lab's client times requests
-// out after 15 s, so the watch is resumed from the last version seen.
-func watchLeaseWrites(b testing.TB, l *lab.Lab) func() map[string]int {
+// watchLeaseWrites records the renewTime of every change to each Lease of
+// kube-system from now until the returned function is called. The lab's
+// client times requests out after 15 s, so the watch is resumed from the
+// last version seen.
+func watchLeaseWrites(b testing.TB, l *lab.Lab) func() map[string][]time.Time {
 	leases := l.Client.CoordinationV1().Leases("kube-system")
 	list, err := leases.List(ctxBg, metav1.ListOptions{})
 	if err != nil {
 		b.Fatalf("list Leases: %v", err)
 	}
 	ctx, cancel := context.WithCancel(ctxBg)
-	counts := map[string]int{}
+	renewals := map[string][]time.Time{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -345,16 +360,20 @@ func watchLeaseWrites(b testing.TB, l *lab.Lab) func() map[string]int {
 			}
 			for ev := range w.ResultChan() {
 				if lease, ok := ev.Object.(*coordinationv1.Lease); ok {
-					counts[lease.Name]++
+					var at time.Time
+					if lease.Spec.RenewTime != nil {
+						at = lease.Spec.RenewTime.Time
+					}
+					renewals[lease.Name] = append(renewals[lease.Name], at)
 					rv = lease.ResourceVersion
 				}
 			}
 		}
 	}()
-	return func() map[string]int {
+	return func() map[string][]time.Time {
 		cancel()
 		<-done
-		return counts
+		return renewals
 	}
 }
 
