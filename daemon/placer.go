@@ -69,6 +69,13 @@ type placer struct {
 	// view is known to be at least that recent.
 	fresh     time.Time
 	refreshed time.Time // when the informers were last replaced (or started)
+	// settleUntil: after turning fresh (at start, or after an outage) this
+	// node takes nothing new until then, one renew interval later, so that
+	// it has seen the Leases of the peers that started or came back with
+	// it. Otherwise the first of them to turn fresh would take addresses
+	// that a peer already claims or is about to win by score, and hand
+	// them over again moments later.
+	settleUntil time.Time
 }
 
 type seenLease struct {
@@ -210,6 +217,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		}
 		p.log.Info("view of the cluster is fresh; placing addresses")
 		clear(p.yielded)
+		p.settleUntil = now.Add(co.RenewInterval)
 	} else if !healthy && !p.frozen {
 		p.log.Warn("view of the cluster is stale (own Lease renewals not seen back); keeping current addresses, taking none over",
 			"fresh_at", p.fresh.Format(time.RFC3339Nano))
@@ -231,7 +239,8 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	nodes, wake := p.nodes(cfg, now, pools)
 	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
-	p.decideLeader(nodes)
+	settling := now.Before(p.settleUntil)
+	p.decideLeader(nodes, settling)
 
 	desired := map[netip.Addr]string{}
 	if p.frozen {
@@ -242,7 +251,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		}
 	} else {
 		for _, a := range addrs {
-			if owners[a.IP] != p.node {
+			if _, have := p.owned[a.IP]; owners[a.IP] != p.node || settling && !have {
 				continue
 			}
 			pool, _ := cfg.Pool(a.Pool)
@@ -264,6 +273,9 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	if healthy {
 		wake = min(wake, p.fresh.Add(renewDeadline).Sub(now))
 	}
+	if settling {
+		wake = min(wake, p.settleUntil.Sub(now))
+	}
 	return max(min(wake, co.RenewInterval), time.Millisecond)
 }
 
@@ -271,11 +283,12 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 // as it keeps its addresses (a brief stall moves nothing), but leads nothing
 // meanwhile: it writes no status from a stale view. If a healthy peer took
 // the role over meanwhile, Leader settles the two claims once this node is
-// fresh again.
-func (p *placer) decideLeader(nodes []placement.Node) {
+// fresh again. A settling node does not take the role up yet (see
+// settleUntil).
+func (p *placer) decideLeader(nodes []placement.Node, settling bool) {
 	if !p.frozen {
 		leader := placement.Leader(nodes)
-		if lead := leader == p.node; lead != p.leading {
+		if lead := leader == p.node; lead != p.leading && !(lead && settling) {
 			p.leading = lead
 			if lead {
 				p.log.Info("became the IPAM leader")

@@ -427,3 +427,27 @@ func TestCutOffNode(t *testing.T) {
 		t.Errorf("after restore %s went back to %s", ip, got.Name)
 	}
 }
+
+// TestSimultaneousStart: daemons that start together, at the fastest
+// timings, with a Service created at once, agree on one owner from the
+// first reply on: a prober asking every 2 ms never hears two MACs.
+func TestSimultaneousStart(t *testing.T) {
+	l := lab.Start(t, lab.Options{Nodes: 3})
+	p := startProber(t, l, 2*time.Millisecond)
+	ip := netip.MustParseAddr("198.51.100.200")
+	p.watch(ip)
+	startDaemons(t, l, defaultPools, "coordination: {renewInterval: 100ms, leaseDuration: 200ms}\n")
+	l.CreateLBService(ctxBg, "default", "web", lab.WithAnnotation("l2lb.dev/ips", ip.String()))
+	first := p.firstReplyAfter(t, "", 20*time.Second)
+	time.Sleep(3 * time.Second)
+	var macs []string
+	for _, r := range p.replies() {
+		if !slices.Contains(macs, r.mac) {
+			macs = append(macs, r.mac)
+		}
+	}
+	t.Logf("first reply %v after the daemons started; %d replies", first.at.Format(time.StampMilli), len(p.replies()))
+	if len(macs) != 1 {
+		t.Errorf("%s answered by %v after a simultaneous start, want one MAC", ip, macs)
+	}
+}
