@@ -82,6 +82,9 @@ func (r *ipamRole) set(lead bool) {
 			// One run at a time: the previous one may still be cancelling
 			// its writes.
 			<-prev
+			if ctx.Err() != nil {
+				return // stopped again meanwhile
+			}
 			r.leader.Store(true)
 			defer r.leader.Store(false)
 			r.alloc.run(ctx, r.configChanged)
@@ -101,8 +104,12 @@ func (r *ipamRole) wait() {
 // run reconciles on every change of the view or the config until ctx is done
 // (leadership lost or shutdown).
 func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
-	a.reported = map[ipam.Key]string{}
-	a.pending = map[ipam.Key]pendingWrite{}
+	// Kept across runs: a freeze pauses the allocator, and must not make it
+	// report every failure again or forget its writes in flight.
+	if a.reported == nil {
+		a.reported = map[ipam.Key]string{}
+		a.pending = map[ipam.Key]pendingWrite{}
+	}
 	if !a.view.WaitSynced(ctx) {
 		return
 	}

@@ -158,6 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("l2lbd stopping")
 	placing.Wait()            // no decision may follow this one
 	announcer.SetDesired(nil) // stop answering: the packet path sees it at once
+	role.wait()               // no status write once a peer may lead
 	stopHeartbeat()
 	beating.Wait() // no renewal may re-create the Lease after this
 	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
@@ -167,7 +168,6 @@ func Run(ctx context.Context, opts Options) error {
 	cancelRelease()
 	stopAnnouncer()
 	announcing.Wait()
-	role.wait()
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil

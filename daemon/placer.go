@@ -63,7 +63,12 @@ type placer struct {
 	yielded map[netip.Addr]bool       // given up to a peer while frozen
 	warned  map[conflictKey]time.Time // conflicts reported, for deduplication
 	frozen  bool
-	leading bool // this node claims the IPAM leader role
+	// frozenSince: when the view last turned stale (or the daemon started).
+	frozenSince time.Time
+	leading     bool // this node claims the IPAM leader role
+	// prevRenewal: when the previous run of the daemon last renewed the
+	// Lease (same host, same clock).
+	prevRenewal time.Time
 	// fresh is the latest local time at which this node wrote a renewal of
 	// its own Lease that has since come back through the informers: the
 	// view is known to be at least that recent.
@@ -117,6 +122,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 	p.restoreClaims()
 	p.refreshed = time.Now()
+	p.frozenSince = p.refreshed
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -138,24 +144,32 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 }
 
 // restoreClaims starts from the claims of this node's Lease as left by a
-// previous run, minus every address another node claims meanwhile: a quick
+// previous run, minus every address (or the IPAM role) another node claims
+// meanwhile: a quick
 // restart keeps answering, and a node that restarts after a peer took over
 // does not take its addresses back (a second handover).
 func (p *placer) restoreClaims() {
 	claimedElsewhere := map[netip.Addr]bool{}
 	var mine []netip.Addr
+	var led, ledElsewhere bool
 	for _, l := range p.view.Leases() {
 		node, m, ok := kube.ParseMember(l)
 		switch {
 		case !ok:
 		case node == p.node:
-			mine = m.Claims
+			mine, led = m.Claims, m.Leader
+			if l.Spec.RenewTime != nil {
+				p.prevRenewal = l.Spec.RenewTime.Time
+			}
 		default:
 			for _, ip := range m.Claims {
 				claimedElsewhere[ip] = true
 			}
+			ledElsewhere = ledElsewhere || m.Leader
 		}
 	}
+	// The IPAM role likewise, so that a restart does not hand it over.
+	p.leading = led && !ledElsewhere
 	cfg := p.config()
 	links, _ := p.links()
 	for _, ip := range mine {
@@ -219,6 +233,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		clear(p.yielded)
 		p.settleUntil = now.Add(co.RenewInterval)
 	} else if !healthy && !p.frozen {
+		p.frozenSince = now
 		p.log.Warn("view of the cluster is stale (own Lease renewals not seen back); keeping current addresses, taking none over",
 			"fresh_at", p.fresh.Format(time.RFC3339Nano))
 	}
@@ -240,7 +255,15 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	addrs, svcs := p.addresses(cfg)
 	owners := placement.Place(nodes, addrs)
 	settling := now.Before(p.settleUntil)
-	p.decideLeader(nodes, settling)
+	// Stale for the IPAM role: frozen for a lease duration, or frozen with
+	// its own Lease unwritten for that long, so that peers may have expired
+	// it and chosen another leader already.
+	lastWrite := p.heartbeat.LastWritten()
+	if lastWrite.IsZero() {
+		lastWrite = p.prevRenewal // not written yet since the start
+	}
+	stale := p.frozen && (now.Sub(p.frozenSince) >= co.LeaseDuration || now.Sub(lastWrite) > co.LeaseDuration)
+	p.decideLeader(nodes, settling, stale)
 
 	desired := map[netip.Addr]string{}
 	if p.frozen {
@@ -267,6 +290,7 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 		Digest:  cfg.Digest(),
 		Version: p.version,
 		Leader:  p.leading,
+		Stale:   stale,
 	})
 	p.owners = owners
 
@@ -279,26 +303,25 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	return max(min(wake, co.RenewInterval), time.Millisecond)
 }
 
-// decideLeader settles this node's IPAM role. A frozen node keeps its claim,
-// as it keeps its addresses (a brief stall moves nothing), but leads nothing
-// meanwhile: it writes no status from a stale view. If a healthy peer took
-// the role over meanwhile, Leader settles the two claims once this node is
-// fresh again. A settling node does not take the role up yet (see
-// settleUntil).
-func (p *placer) decideLeader(nodes []placement.Node, settling bool) {
-	if !p.frozen {
-		leader := placement.Leader(nodes)
-		if lead := leader == p.node; lead != p.leading && !(lead && settling) {
-			p.leading = lead
-			if lead {
-				p.log.Info("became the IPAM leader")
-			} else {
-				p.log.Info("no longer the IPAM leader", "leader", leader)
-			}
+// decideLeader settles this node's IPAM role (placement.Claim) and tells
+// the allocator whether to run: only with a fresh view, and not while
+// settling, when a peer that led meanwhile may not have seen this node's
+// claim yet.
+func (p *placer) decideLeader(nodes []placement.Node, settling, stale bool) {
+	claim := placement.Claim(placement.Self{Name: p.node, Claims: p.leading, Frozen: p.frozen, Stale: stale, Settling: settling}, nodes)
+	if claim != p.leading {
+		p.leading = claim
+		switch {
+		case claim:
+			p.log.Info("became the IPAM leader")
+		case stale:
+			p.log.Warn("no longer the IPAM leader: the view of the cluster has been stale for a lease duration")
+		default:
+			p.log.Info("no longer the IPAM leader", "leader", placement.Leader(nodes))
 		}
 	}
 	if p.lead != nil {
-		p.lead(p.leading && !p.frozen)
+		p.lead(p.leading && !p.frozen && !settling)
 	}
 }
 
@@ -358,7 +381,7 @@ func (p *placer) nodes(cfg *config.Config, now time.Time, ownPools []string) ([]
 		}
 		n.Pools = set(m.Pools)
 		n.Claims = set(m.Claims)
-		n.Leads = m.Leader
+		n.Leads, n.Stale = m.Leader, m.Stale
 		out = append(out, n)
 	}
 	p.seen = seen

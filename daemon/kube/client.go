@@ -55,7 +55,7 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("HTTP client: %w", err)
 	}
 	c := &Client{}
 	for _, g := range []struct {
@@ -71,7 +71,7 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 		gcfg.APIPath, gcfg.GroupVersion = g.apiPath, &g.gv
 		rc, err := rest.RESTClientForConfigAndClient(gcfg, httpClient)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("REST client for %s: %w", g.gv, err)
 		}
 		*g.into = rc
 	}

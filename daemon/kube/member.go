@@ -26,6 +26,9 @@ const (
 	// AnnotationLeader is "true" on the Lease of the node that claims the
 	// IPAM leader role (writing Service status).
 	AnnotationLeader = "l2lb.dev/ipam-leader"
+	// AnnotationStale is "true" while the node's own view of the cluster
+	// has been stale for a lease duration: it must not lead IPAM.
+	AnnotationStale = "l2lb.dev/stale"
 )
 
 // MemberLeasePrefix starts the name of every member Lease: l2lbd-<node>.
@@ -39,6 +42,8 @@ type Member struct {
 	Version string
 	// Leader: the node claims the IPAM leader role.
 	Leader bool
+	// Stale: the node's view has been stale for a lease duration.
+	Stale bool
 }
 
 // ParseMember reads a member Lease. ok is false for Leases that are not
@@ -62,6 +67,7 @@ func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
 	}
 	m.Digest, m.Version = a[AnnotationDigest], a[AnnotationVersion]
 	m.Leader = a[AnnotationLeader] == "true"
+	m.Stale = a[AnnotationStale] == "true"
 	return node, m, true
 }
 
@@ -80,6 +86,9 @@ func (m Member) annotations() map[string]string {
 	}
 	if m.Leader {
 		a[AnnotationLeader] = "true"
+	}
+	if m.Stale {
+		a[AnnotationStale] = "true"
 	}
 	return a
 }

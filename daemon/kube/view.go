@@ -183,7 +183,7 @@ func (v *View) WaitSynced(ctx context.Context) bool { return v.cur.Load().waitSy
 // Synced reports whether every informer has listed once.
 func (v *View) Synced() bool { return v.cur.Load().synced() }
 
-// The listers return the cached objects (stripped, shared: read-only).
+// The readers below return the cached objects (stripped, shared: read-only).
 
 // Services returns every Service.
 func (v *View) Services() []*corev1.Service { return list[*corev1.Service](v.cur.Load().services) }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -95,7 +96,11 @@ func (r *Recorder) Eventf(svc *corev1.Service, eventType, reason, format string,
 // Event records an Event with a fixed message; see Eventf.
 func (r *Recorder) Event(svc *corev1.Service, eventType, reason, message string) {
 	if len(message) > maxMessageSize {
-		message = message[:maxMessageSize-3] + "..."
+		cut := maxMessageSize - len("...")
+		for cut > 0 && !utf8.RuneStart(message[cut]) {
+			cut-- // never split a character
+		}
+		message = message[:cut] + "..."
 	}
 	now := metav1.Now()
 	ev := &corev1.Event{

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -111,5 +113,16 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Event blocked with a full queue")
+	}
+}
+
+func TestRecorderTruncatesWholeCharacters(t *testing.T) {
+	r := NewRecorder(nil, "node-1", slog.New(slog.DiscardHandler))
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}}
+	long := strings.Repeat("é", maxMessageSize) // two bytes each
+	r.Event(svc, corev1.EventTypeWarning, "X", long)
+	got := (<-r.queue).Message
+	if len(got) > maxMessageSize || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
+		t.Errorf("truncated to %d bytes, valid UTF-8 %v: ...%q", len(got), utf8.ValidString(got), got[max(0, len(got)-8):])
 	}
 }

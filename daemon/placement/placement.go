@@ -36,6 +36,9 @@ type Node struct {
 	Claims map[netip.Addr]bool
 	// Leads: it claims the IPAM leader role.
 	Leads bool
+	// Stale: its own view of the cluster has been stale for a lease
+	// duration (it says so in its Lease), so it must not write status.
+	Stale bool
 }
 
 // Sharer is one Service using an address.
@@ -102,14 +105,15 @@ func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
 
 // Leader returns the IPAM leader: the live node that claims the role (the
 // highest-scoring of several claimants), else the live node with the highest
-// score; "" when no node is live. Readiness and pools do not matter: writing
-// Service status needs only a working daemon.
+// score; "" when no node is live. Stale nodes are passed over. Readiness and
+// pools do not matter: writing Service status needs only a working daemon
+// with a fresh view.
 func Leader(nodes []Node) string {
 	var best, bestClaimant *Node
 	var bestScore, bestClaimScore uint64
 	for i := range nodes {
 		n := &nodes[i]
-		if !n.Live {
+		if !n.Live || n.Stale {
 			continue
 		}
 		s := score(leaderKey, n.Name)
@@ -129,9 +133,44 @@ func Leader(nodes []Node) string {
 	return ""
 }
 
-// leaderKey is what the leader role is scored by; no address is 4 bytes
-// long in As16 form, so it never collides with an address's score.
+// leaderKey is what the leader role is scored by. Its scores are only ever
+// compared with each other, never with an address's.
 var leaderKey = []byte("ipam")
+
+// Self is how the deciding node sees its own state, for Claim.
+type Self struct {
+	Name     string
+	Claims   bool // it claims the IPAM leader role now
+	Frozen   bool // its view is stale
+	Stale    bool // ... and has been for a lease duration, or its Lease may have expired
+	Settling bool // it turned fresh less than a renew interval ago
+}
+
+// Claim says whether self claims the IPAM leader role after this decision.
+// Like an address, the role is not taken over from a stale view and is kept
+// through a short freeze; a long one gives it up, so that a healthy peer
+// leads. A node that just turned fresh (settling) takes nothing up, and
+// gives its claim up to a peer that claims the role too: the peer led while
+// this node was away. nodes must include self.
+func Claim(self Self, nodes []Node) bool {
+	switch {
+	case self.Stale:
+		return false
+	case self.Frozen:
+		return self.Claims
+	case self.Settling:
+		if !self.Claims {
+			return false
+		}
+		for _, n := range nodes {
+			if n.Name != self.Name && n.Live && !n.Stale && n.Leads {
+				return false
+			}
+		}
+		return true
+	}
+	return Leader(nodes) == self.Name
+}
 
 // better orders candidates by score, then by name so that even a hash
 // collision has one answer on every node.

@@ -219,3 +219,41 @@ func TestLeader(t *testing.T) {
 		})
 	}
 }
+
+func TestClaim(t *testing.T) {
+	stale := func(n *Node) { n.Stale = true }
+	// b outscores a for the role, so that stickiness shows.
+	a, b := "a", "b"
+	if score(leaderKey, a) > score(leaderKey, b) {
+		a, b = b, a
+	}
+	for _, tc := range []struct {
+		name  string
+		self  Self
+		peers []Node
+		want  bool
+	}{
+		{"fresh, top score, nobody claims", Self{Name: b}, []Node{node(a)}, true},
+		{"fresh, lower score, nobody claims", Self{Name: a}, []Node{node(b)}, false},
+		{"fresh, lower score, claims: sticky", Self{Name: a, Claims: true}, []Node{node(b)}, true},
+		{"fresh, top score, a peer claims: sticky for the peer", Self{Name: b}, []Node{node(a, leads)}, false},
+		{"two claimants: the higher score keeps it", Self{Name: a, Claims: true}, []Node{node(b, leads)}, false},
+		{"a stale peer is passed over", Self{Name: a}, []Node{node(b, leads, stale)}, true},
+		{"frozen keeps its claim", Self{Name: a, Claims: true, Frozen: true}, []Node{node(b, leads)}, true},
+		{"frozen takes nothing up", Self{Name: b, Frozen: true}, []Node{node(a)}, false},
+		{"stale gives its claim up", Self{Name: b, Claims: true, Frozen: true, Stale: true}, []Node{node(a)}, false},
+		{"settling keeps its claim", Self{Name: a, Claims: true, Settling: true}, []Node{node(b)}, true},
+		{"settling yields to a peer that led meanwhile", Self{Name: b, Claims: true, Settling: true}, []Node{node(a, leads)}, false},
+		{"settling ignores a dead or stale claimant", Self{Name: a, Claims: true, Settling: true}, []Node{node(b, leads, dead), node("c", leads, stale)}, true},
+		{"settling takes nothing up", Self{Name: b, Settling: true}, []Node{node(a)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			self := node(tc.self.Name)
+			self.Leads = tc.self.Claims
+			self.Live = !tc.self.Frozen
+			if got := Claim(tc.self, append(tc.peers, self)); got != tc.want {
+				t.Errorf("Claim = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -285,8 +285,13 @@ func TestCutOffLeader(t *testing.T) {
 	}
 
 	l.Restore(cut)
-	time.Sleep(4 * time.Second) // the returning node renews and sees the new leader
-	ipamLeader(t, l)
+	waitFor(t, 20*time.Second, "the returning node's Lease renewed", func(ctx context.Context) bool {
+		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+cut.Name, metav1.GetOptions{})
+		return err == nil && lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < time.Second
+	})
+	if now := ipamLeader(t, l); now == leader {
+		t.Errorf("the IPAM role went back to %s when it returned (a second handover)", leader)
+	}
 	l.CreateLBService(ctxBg, "default", "after")
 	waitIngress(t, l, "default", "after", 1)
 	seen := map[netip.Addr]string{}
