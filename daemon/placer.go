@@ -315,7 +315,9 @@ func (p *placer) decideLeader(nodes []placement.Node, settling, stale bool) {
 		case claim:
 			p.log.Info("became the IPAM leader")
 		case stale:
-			p.log.Warn("no longer the IPAM leader: the view of the cluster has been stale for a lease duration")
+			p.log.Warn("no longer the IPAM leader: the view of the cluster has been stale too long for peers to count on this node")
+		case settling:
+			p.log.Info("no longer the IPAM leader: a peer led while this node was away")
 		default:
 			p.log.Info("no longer the IPAM leader", "leader", placement.Leader(nodes))
 		}
