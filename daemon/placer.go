@@ -66,9 +66,6 @@ type placer struct {
 	// frozenSince: when the view last turned stale (or the daemon started).
 	frozenSince time.Time
 	leading     bool // this node claims the IPAM leader role
-	// prevRenewal: when the previous run of the daemon last renewed the
-	// Lease (same host, same clock).
-	prevRenewal time.Time
 	// fresh is the latest local time at which this node wrote a renewal of
 	// its own Lease that has since come back through the informers: the
 	// view is known to be at least that recent.
@@ -158,9 +155,6 @@ func (p *placer) restoreClaims() {
 		case !ok:
 		case node == p.node:
 			mine, led = m.Claims, m.Leader
-			if l.Spec.RenewTime != nil {
-				p.prevRenewal = l.Spec.RenewTime.Time
-			}
 		default:
 			for _, ip := range m.Claims {
 				claimedElsewhere[ip] = true
@@ -256,13 +250,12 @@ func (p *placer) reconcile(now time.Time) time.Duration {
 	owners := placement.Place(nodes, addrs)
 	settling := now.Before(p.settleUntil)
 	// Stale for the IPAM role: frozen for a lease duration, or frozen with
-	// its own Lease unwritten for that long, so that peers may have expired
-	// it and chosen another leader already.
+	// its own Lease unwritten for that long since its last write, so that
+	// peers may have expired it and chosen another leader already. (A
+	// restarted node that peers expired finds their claim in restoreClaims.)
 	lastWrite := p.heartbeat.LastWritten()
-	if lastWrite.IsZero() {
-		lastWrite = p.prevRenewal // not written yet since the start
-	}
-	stale := p.frozen && (now.Sub(p.frozenSince) >= co.LeaseDuration || now.Sub(lastWrite) > co.LeaseDuration)
+	lapsed := !lastWrite.IsZero() && now.Sub(lastWrite) > co.LeaseDuration
+	stale := p.frozen && (now.Sub(p.frozenSince) >= co.LeaseDuration || lapsed)
 	p.decideLeader(nodes, settling, stale)
 
 	desired := map[netip.Addr]string{}

@@ -436,6 +436,7 @@ func TestSimultaneousStart(t *testing.T) {
 	p := startProber(t, l, 2*time.Millisecond)
 	ip := netip.MustParseAddr("198.51.100.200")
 	p.watch(ip)
+	start := time.Now()
 	startDaemons(t, l, defaultPools, "coordination: {renewInterval: 100ms, leaseDuration: 200ms}\n")
 	l.CreateLBService(ctxBg, "default", "web", lab.WithAnnotation("l2lb.dev/ips", ip.String()))
 	first := p.firstReplyAfter(t, "", 20*time.Second)
@@ -446,7 +447,7 @@ func TestSimultaneousStart(t *testing.T) {
 			macs = append(macs, r.mac)
 		}
 	}
-	t.Logf("first reply %v after the daemons started; %d replies", first.at.Format(time.StampMilli), len(p.replies()))
+	t.Logf("first reply %v after the daemons started; %d replies from %v", first.at.Sub(start).Round(time.Millisecond), len(p.replies()), macs)
 	if len(macs) != 1 {
 		t.Errorf("%s answered by %v after a simultaneous start, want one MAC", ip, macs)
 	}
