@@ -77,30 +77,58 @@ func Eligible(n *Node, a *Address) bool {
 func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
 	owners := make(map[netip.Addr]string, len(addrs))
 	for i := range addrs {
-		a := &addrs[i]
-		var best, bestClaimant *Node
-		var bestScore, bestClaimScore uint64
-		for j := range nodes {
-			n := &nodes[j]
-			if !Eligible(n, a) {
-				continue
-			}
-			s := Score(a.IP, n.Name)
-			if best == nil || better(s, n.Name, bestScore, best.Name) {
-				best, bestScore = n, s
-			}
-			if n.Claims[a.IP] && (bestClaimant == nil || better(s, n.Name, bestClaimScore, bestClaimant.Name)) {
-				bestClaimant, bestClaimScore = n, s
-			}
-		}
-		switch {
-		case bestClaimant != nil:
-			owners[a.IP] = bestClaimant.Name
-		case best != nil:
-			owners[a.IP] = best.Name
+		if o := Owner(nodes, &addrs[i]); o != "" {
+			owners[addrs[i].IP] = o
 		}
 	}
 	return owners
+}
+
+// Owner returns the owner of a: the highest-scoring eligible claimant, else
+// the highest-scoring eligible node; "" when no node is eligible.
+func Owner(nodes []Node, a *Address) string {
+	var best, bestClaimant *Node
+	var bestScore, bestClaimScore uint64
+	for j := range nodes {
+		n := &nodes[j]
+		if !Eligible(n, a) {
+			continue
+		}
+		s := Score(a.IP, n.Name)
+		if best == nil || better(s, n.Name, bestScore, best.Name) {
+			best, bestScore = n, s
+		}
+		if n.Claims[a.IP] && (bestClaimant == nil || better(s, n.Name, bestClaimScore, bestClaimant.Name)) {
+			bestClaimant, bestClaimScore = n, s
+		}
+	}
+	switch {
+	case bestClaimant != nil:
+		return bestClaimant.Name
+	case best != nil:
+		return best.Name
+	}
+	return ""
+}
+
+// Preferred returns the eligible node rendezvous prefers for a, claims
+// aside: where a goes when its owner lets it go.
+func Preferred(nodes []Node, a *Address) string {
+	var best *Node
+	var bestScore uint64
+	for j := range nodes {
+		n := &nodes[j]
+		if !Eligible(n, a) {
+			continue
+		}
+		if s := Score(a.IP, n.Name); best == nil || better(s, n.Name, bestScore, best.Name) {
+			best, bestScore = n, s
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.Name
 }
 
 // Leader returns the IPAM leader: the live node that claims the role (the

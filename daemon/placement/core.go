@@ -1,0 +1,1035 @@
+package placement
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"net/netip"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/l2lb/l2lb/config"
+	"github.com/l2lb/l2lb/daemon/ipam"
+)
+
+// This file is the decision core of one node: a state machine that takes
+// what the node observed since its last step and returns what it must do.
+// It does no I/O and reads no clock; the daemon observes, calls Step and
+// applies the Plan. Work is proportional to what changed: a renewal that
+// only moves a peer's renewTime refreshes its liveness, a Service change
+// re-decides that Service's addresses, and every address is re-decided only
+// when membership, eligibility, the config or this node's health changes.
+
+// Timings are the coordination timings. The heartbeat and the core use the
+// same values for the life of the process: they are restart-only.
+type Timings struct {
+	Renew time.Duration // coordination.renewInterval
+	Lease time.Duration // coordination.leaseDuration
+}
+
+// window is how long a decision stays good. A node answers and claims only
+// until window after its latest step: its last renewal was written at most
+// Renew before it paused, so peers take over no sooner than Lease after
+// that, and it must be silent by then.
+func (t Timings) window() time.Duration { return t.Lease - t.Renew }
+
+// Link is one interface of this host, as netio sees it.
+type Link struct {
+	Name     string
+	Usable   bool // up, with carrier, Ethernet: neighbours can reach us here
+	Prefixes []netip.Prefix
+}
+
+// Member is what a node publishes in its member Lease.
+type Member struct {
+	Pools  []string
+	Claims []netip.Addr
+	Leader bool // it claims the IPAM leader role
+	Stale  bool // its view has been stale for a lease duration
+}
+
+// LeaseUpdate is a member Lease as it is now in the view.
+type LeaseUpdate struct {
+	Node string
+	// Renew is the Lease's renewTime: the identity of a renewal, never
+	// compared with this node's clock.
+	Renew  time.Time
+	Member Member
+}
+
+// NodeUpdate is a Node object as it is now; Deleted when it is gone.
+type NodeUpdate struct {
+	Name            string
+	Ready, Excluded bool
+	Deleted         bool
+}
+
+// ServiceUpdate is a Service (nil when deleted) and the nodes that have a
+// ready endpoint of it.
+type ServiceUpdate struct {
+	Key       ipam.Key
+	Service   *corev1.Service
+	Endpoints map[string]bool
+}
+
+// Write is one successful renewal of this node's own Lease.
+type Write struct {
+	Renew time.Time // the renewTime the API server stored
+	Sent  time.Time // when the write was sent, by this node's clock
+}
+
+// Conflict is another MAC announcing an address this node answers for.
+type Conflict struct {
+	IP        netip.Addr
+	MAC       string
+	Interface string
+}
+
+// Observation is what the node saw since its previous step. Only Now and
+// Synced are whole; everything else lists what changed. The first step
+// must carry the config, the links and the whole view.
+type Observation struct {
+	Now    time.Time // monotonic, this node's clock
+	Synced bool      // every informer has listed
+	Config *config.Config
+	Links  []Link
+	// NewLinks: Links is the new list of interfaces.
+	NewLinks   bool
+	Leases     []LeaseUpdate // member Leases added or changed, this node's own included
+	LeasesGone []string      // nodes whose member Lease was deleted
+	Nodes      []NodeUpdate
+	Services   []ServiceUpdate
+	Writes     []Write
+	Conflicts  []Conflict
+}
+
+// Plan is what the daemon does after a step.
+type Plan struct {
+	// Desired is the new set this node answers for (address -> interface),
+	// when DesiredChanged.
+	Desired        map[netip.Addr]string
+	DesiredChanged bool
+	// AnswerUntil: netio answers nothing after it unless a later step
+	// extends it (a paused process must not answer when it resumes).
+	AnswerUntil time.Time
+	// Publish is the member Lease content; PublishChanged when it differs
+	// from the previous step's. Claims are valid until AnswerUntil.
+	Publish        Member
+	PublishChanged bool
+	// Lead: this node writes Service status (it leads IPAM with a fresh view).
+	Lead bool
+	// RefreshView: the informers lag behind working writes; replace them.
+	RefreshView bool
+	// Wake is when to step again if nothing is observed before.
+	Wake time.Duration
+	// Notes are log lines explaining the decisions.
+	Notes []Note
+	// Announced lists the addresses this node took up, for Events.
+	Announced []Announced
+	// Conflicts to report (log and Event), de-duplicated.
+	Conflicts []ConflictReport
+	// PeerCanTakeOver: a live, fresh peer could take this node's addresses
+	// over if it stopped now.
+	PeerCanTakeOver bool
+	// Healthy: the view is fresh.
+	Healthy bool
+	// Answering is how many addresses this node answers for.
+	Answering int
+	// Redecided is how many addresses this step placed anew: the measure
+	// of its work.
+	Redecided int
+}
+
+// Note is one log line.
+type Note struct {
+	Level slog.Level
+	Msg   string
+	Attrs []any
+}
+
+// Announced is an address this node started answering for.
+type Announced struct {
+	IP        netip.Addr
+	Interface string
+	Services  []ipam.Key
+}
+
+// ConflictReport is a conflict worth telling the operator about.
+type ConflictReport struct {
+	Conflict
+	Services []ipam.Key
+}
+
+// Bounds of the core's own pacing.
+const (
+	// conflictQuiet: the same address and MAC are reported once a minute.
+	conflictQuiet = time.Minute
+	// fairSlack is ε in the fair share ⌈(1+ε) · addresses / nodes⌉.
+	fairSlack = 0.1
+	// writesKept is how many recent renewals are remembered to recognise
+	// them when they come back through the informers.
+	writesKept = 16
+)
+
+// Core is one node's decision state. It is not safe for concurrent use.
+type Core struct {
+	self string
+	t    Timings
+	cfg  *config.Config
+
+	links    []Link
+	ownPools map[string]bool
+
+	peers    map[string]*peer
+	nodes    map[string]nodeFacts
+	services map[ipam.Key]*service
+	addrs    map[netip.Addr]*address
+
+	owned   map[netip.Addr]string // answered now: address -> interface
+	claims  map[netip.Addr]bool   // owned's keys, for placement
+	yielded map[netip.Addr]bool   // given up to a peer while frozen
+	owners  map[netip.Addr]string // the latest decision, every address
+	count   map[string]int        // addresses per owner in owners
+	leading bool
+	publish Member
+
+	started     bool
+	answerUntil time.Time
+	writes      []Write
+	ownRenew    time.Time // own Lease's renewTime as last seen in the view
+	fresh       time.Time // sent time of the newest own renewal seen back
+	lastWrite   time.Time // sent time of the newest successful renewal
+	frozen      bool
+	frozenSince time.Time
+	// lapsedAt is set while this node recovers from not running for
+	// longer than window: it claims nothing until a renewal sent after
+	// this time has come back.
+	lapsedAt time.Time
+	// writeLapsed: during this freeze its Lease went unrenewed for a lease
+	// duration, so peers may have expired it and taken over.
+	writeLapsed bool
+	settleUntil time.Time
+	settling    bool
+	refreshed   time.Time
+
+	// Rebalancing: at most one address is being handed over at a time.
+	handover   netip.Addr
+	handoverAt time.Time
+	nextShed   time.Time
+
+	warned map[conflictKey]time.Time
+}
+
+type peer struct {
+	renew  time.Time // renewTime as last seen
+	seenAt time.Time // when this node saw it change
+	live   bool
+	member Member
+	pools  map[string]bool
+	claims map[netip.Addr]bool
+}
+
+type nodeFacts struct{ ready, excluded bool }
+
+type service struct {
+	svc       *corev1.Service
+	endpoints map[string]bool
+	addrs     []netip.Addr // its addresses this node would announce
+}
+
+type address struct {
+	pool     string
+	services []ipam.Key
+}
+
+type conflictKey struct {
+	ip  netip.Addr
+	mac string
+}
+
+// NewCore returns the state of node self before its first step.
+func NewCore(self string, t Timings) *Core {
+	return &Core{
+		self:     self,
+		t:        t,
+		ownPools: map[string]bool{},
+		peers:    map[string]*peer{},
+		nodes:    map[string]nodeFacts{},
+		services: map[ipam.Key]*service{},
+		addrs:    map[netip.Addr]*address{},
+		owned:    map[netip.Addr]string{},
+		claims:   map[netip.Addr]bool{},
+		yielded:  map[netip.Addr]bool{},
+		owners:   map[netip.Addr]string{},
+		count:    map[string]int{},
+		frozen:   true,
+		warned:   map[conflictKey]time.Time{},
+	}
+}
+
+// step is the working state of one Step.
+type step struct {
+	now   time.Time
+	full  bool
+	dirty map[netip.Addr]bool
+	plan  Plan
+	next  map[netip.Addr]string // owned after this step, once copied
+}
+
+func (s *step) note(level slog.Level, msg string, attrs ...any) {
+	s.plan.Notes = append(s.plan.Notes, Note{level, msg, attrs})
+}
+
+func (s *step) touch(ip netip.Addr) { s.dirty[ip] = true }
+
+// Step applies one observation and returns the plan.
+func (c *Core) Step(o Observation) Plan {
+	s := &step{now: o.Now, dirty: map[netip.Addr]bool{}}
+	first := !c.started
+	if first {
+		c.frozenSince = o.Now
+		c.refreshed = o.Now
+		s.full = true
+	} else if o.Now.After(c.answerUntil) {
+		c.lapse(s)
+	}
+	if o.Config != nil {
+		c.setConfig(s, o.Config)
+	}
+	if o.NewLinks {
+		c.links = o.Links
+		s.full = true // interfaces and servable pools may have changed
+	}
+	if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
+		c.ownPools = pools
+		s.full = true
+	}
+	for _, u := range o.Services {
+		c.setService(s, u)
+	}
+	for _, u := range o.Nodes {
+		c.setNode(s, u)
+	}
+	for _, u := range o.Leases {
+		c.setLease(s, u)
+	}
+	for _, name := range o.LeasesGone {
+		if p, ok := c.peers[name]; ok {
+			for ip := range p.claims {
+				s.touch(ip)
+			}
+			delete(c.peers, name)
+			s.full = true
+		}
+	}
+	if first {
+		c.restore(s, o.Leases)
+	}
+	c.recordWrites(o.Writes)
+	c.expirePeers(s)
+	c.checkHealth(s, o.Synced)
+	for _, cf := range o.Conflicts {
+		c.conflict(s, cf)
+	}
+	settling := o.Now.Before(c.settleUntil)
+	if settling != c.settling {
+		c.settling = settling
+		s.full = true // what settling held back is taken now
+	}
+	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || c.writeLapsed)
+	nodes := c.nodeList()
+	c.decideLeader(s, nodes, settling, stale)
+	c.endHandover(s)
+	c.place(s, nodes, settling)
+	if !c.frozen && !settling && c.cfg.Placement.Rebalance {
+		c.rebalance(s, nodes)
+	}
+	c.finish(s, stale)
+	c.started = true
+	return s.plan
+}
+
+// lapse handles a step that comes later than the previous one allowed:
+// the process did not run (paused, frozen VM) and peers may have taken
+// everything over. It is no better than a restarted node that has lost its
+// Lease: it drops every claim and answers nothing until its view is fresh.
+func (c *Core) lapse(s *step) {
+	s.note(slog.LevelWarn, "this node did not run for longer than its claims last (paused?); answering nothing until its view is fresh again",
+		"late", s.now.Sub(c.answerUntil).Round(time.Millisecond).String())
+	for ip := range c.owned {
+		s.touch(ip)
+	}
+	s.next = map[netip.Addr]string{}
+	c.lapsedAt = s.now
+	c.leading = false
+	c.enterFrozen(s)
+	s.full = true
+}
+
+func (c *Core) setConfig(s *step, cfg *config.Config) {
+	c.cfg = cfg
+	clear(c.addrs)
+	for k, svc := range c.services {
+		svc.addrs = c.addressesOf(svc.svc)
+		for _, ip := range svc.addrs {
+			c.addTo(ip, k)
+		}
+	}
+	s.full = true
+}
+
+// addressesOf lists the addresses of svc this node may announce: those of
+// a Service l2lb serves that lie in a pool its namespace may use. Nothing
+// outside the pools is ever announced, whoever wrote the status.
+func (c *Core) addressesOf(svc *corev1.Service) []netip.Addr {
+	if c.cfg == nil || !ipam.Serves(c.cfg, svc) {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ip := range ipam.IngressIPs(svc) {
+		if pool, ok := c.cfg.PoolFor(ip); ok && pool.AllowsNamespace(svc.Namespace) {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+func (c *Core) addTo(ip netip.Addr, k ipam.Key) {
+	a, ok := c.addrs[ip]
+	if !ok {
+		pool, _ := c.cfg.PoolFor(ip)
+		a = &address{pool: pool.Name}
+		c.addrs[ip] = a
+	}
+	a.services = append(a.services, k)
+}
+
+func (c *Core) setService(s *step, u ServiceUpdate) {
+	if old, ok := c.services[u.Key]; ok {
+		for _, ip := range old.addrs {
+			s.touch(ip)
+			if a := c.addrs[ip]; a != nil {
+				a.services = slices.DeleteFunc(a.services, func(k ipam.Key) bool { return k == u.Key })
+				if len(a.services) == 0 {
+					delete(c.addrs, ip)
+				}
+			}
+		}
+		delete(c.services, u.Key)
+	}
+	if u.Service == nil {
+		return
+	}
+	svc := &service{svc: u.Service, endpoints: u.Endpoints, addrs: c.addressesOf(u.Service)}
+	c.services[u.Key] = svc
+	for _, ip := range svc.addrs {
+		c.addTo(ip, u.Key)
+		s.touch(ip)
+	}
+}
+
+func (c *Core) setNode(s *step, u NodeUpdate) {
+	old, known := c.nodes[u.Name]
+	if u.Deleted {
+		delete(c.nodes, u.Name)
+		s.full = s.full || known
+		return
+	}
+	f := nodeFacts{ready: u.Ready, excluded: u.Excluded}
+	c.nodes[u.Name] = f
+	s.full = s.full || !known || old != f
+}
+
+func (c *Core) setLease(s *step, u LeaseUpdate) {
+	if u.Node == c.self {
+		c.ownRenew = u.Renew
+		return
+	}
+	p, known := c.peers[u.Node]
+	if !known {
+		p = &peer{}
+		c.peers[u.Node] = p
+	}
+	if !known || !p.renew.Equal(u.Renew) {
+		p.renew, p.seenAt = u.Renew, s.now
+	}
+	m := u.Member
+	if !known || !slices.Equal(p.member.Pools, m.Pools) {
+		p.pools = set(m.Pools)
+		s.full = true
+	}
+	if !known || !slices.Equal(p.member.Claims, m.Claims) {
+		claims := set(m.Claims)
+		for ip := range p.claims {
+			if !claims[ip] {
+				s.touch(ip)
+			}
+		}
+		for ip := range claims {
+			if !p.claims[ip] {
+				s.touch(ip)
+			}
+		}
+		p.claims = claims
+	}
+	p.member = m
+}
+
+// restore starts from the claims this node's Lease carries from a previous
+// run, minus every address (and the IPAM role) another node claims
+// meanwhile: a quick restart keeps answering, and a node that restarts after
+// a peer took over does not take its addresses back.
+func (c *Core) restore(s *step, leases []LeaseUpdate) {
+	var mine *Member
+	for i := range leases {
+		if leases[i].Node == c.self {
+			mine = &leases[i].Member
+		}
+	}
+	if mine == nil {
+		return
+	}
+	ledElsewhere := false
+	for _, p := range c.peers {
+		ledElsewhere = ledElsewhere || p.member.Leader
+	}
+	c.leading = mine.Leader && !ledElsewhere
+	for _, ip := range mine.Claims {
+		if c.claimedByPeer(ip) {
+			continue
+		}
+		if iface, ok := c.interfaceFor(ip); ok {
+			s.own(c, ip, iface)
+		}
+	}
+	if n := len(s.next); n > 0 {
+		s.note(slog.LevelInfo, "answering again for the addresses claimed before the restart", "ips", n)
+	}
+}
+
+func (c *Core) claimedByPeer(ip netip.Addr) bool {
+	for _, p := range c.peers {
+		if p.claims[ip] {
+			return true
+		}
+	}
+	return false
+}
+
+// own and disown change the owned set of this step.
+func (s *step) own(c *Core, ip netip.Addr, iface string) {
+	if s.next == nil {
+		s.next = maps.Clone(c.owned)
+	}
+	s.next[ip] = iface
+}
+
+func (s *step) disown(c *Core, ip netip.Addr) {
+	if _, ok := s.owned(c)[ip]; !ok {
+		return
+	}
+	if s.next == nil {
+		s.next = maps.Clone(c.owned)
+	}
+	delete(s.next, ip)
+}
+
+func (s *step) owned(c *Core) map[netip.Addr]string {
+	if s.next != nil {
+		return s.next
+	}
+	return c.owned
+}
+
+func (c *Core) recordWrites(ws []Write) {
+	for _, w := range ws {
+		c.writes = append(c.writes, w)
+		if w.Sent.After(c.lastWrite) {
+			c.lastWrite = w.Sent
+		}
+	}
+	if n := len(c.writes) - writesKept; n > 0 {
+		c.writes = slices.Delete(c.writes, 0, n)
+	}
+	// A renewal seen back proves the view is at least as recent as the
+	// moment it was sent. The write's result and its watch event arrive
+	// in either order; both are kept until they meet.
+	for _, w := range c.writes {
+		if w.Renew.Equal(c.ownRenew) && w.Sent.After(c.fresh) {
+			c.fresh = w.Sent
+		}
+	}
+}
+
+// expirePeers updates each peer's liveness by this node's clock.
+func (c *Core) expirePeers(s *step) {
+	for _, p := range c.peers {
+		live := s.now.Sub(p.seenAt) < c.t.Lease
+		if live != p.live {
+			p.live = live
+			s.full = true
+		}
+	}
+}
+
+// checkHealth moves between fresh and frozen. Healthy means both directions
+// to the API work: this node's renewals are written and come back through
+// its informers, recently enough. A node cut off, an API server down, or
+// informers lagging after an outage make the view stale, and a stale node
+// takes nothing over.
+func (c *Core) checkHealth(s *step, synced bool) {
+	now := s.now
+	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease {
+		c.writeLapsed = true
+	}
+	healthy := synced && !c.fresh.IsZero() && now.Sub(c.fresh) <= c.t.window() &&
+		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
+	switch {
+	case healthy && c.frozen:
+		// Peers were unobservable too; give each a full lease duration
+		// to show it is alive before taking anything over.
+		for _, p := range c.peers {
+			p.seenAt, p.live = now, true
+		}
+		if c.writeLapsed {
+			// Peers may have expired this node and taken its addresses:
+			// where one claims an address too, it keeps it.
+			for ip := range s.owned(c) {
+				if c.claimedByPeer(ip) {
+					s.disown(c, ip)
+					s.touch(ip)
+					s.note(slog.LevelInfo, "leaving an address to the peer that took it over while this node was away", "ip", ip)
+				}
+			}
+		}
+		s.note(slog.LevelInfo, "view of the cluster is fresh; placing addresses")
+		clear(c.yielded)
+		c.frozen, c.writeLapsed = false, false
+		c.lapsedAt = time.Time{}
+		c.settleUntil = now.Add(c.t.Renew)
+		s.full = true
+	case !healthy && !c.frozen:
+		s.note(slog.LevelWarn, "view of the cluster is stale (own Lease renewals not seen back); keeping current addresses, taking none over",
+			"fresh_for", now.Sub(c.fresh).Round(time.Millisecond).String())
+		c.enterFrozen(s)
+	}
+	// Writes work but the informers lag (reflectors back off after an API
+	// outage): replace them rather than wait.
+	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
+		now.Sub(c.fresh) > c.t.window() && now.Sub(c.refreshed) > c.t.Lease {
+		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers; restarting them")
+		s.plan.RefreshView = true
+		c.refreshed = now
+	}
+}
+
+func (c *Core) enterFrozen(s *step) {
+	if !c.frozen {
+		c.frozenSince = s.now
+	}
+	c.frozen = true
+	s.full = true
+}
+
+// conflict handles another MAC announcing an address this node answers for.
+func (c *Core) conflict(s *step, cf Conflict) {
+	if _, ours := s.owned(c)[cf.IP]; !ours {
+		return
+	}
+	if c.frozen {
+		// Cut off from the API, this node cannot know better than a peer
+		// that took the address over: yield.
+		if !c.yielded[cf.IP] {
+			c.yielded[cf.IP] = true
+			s.touch(cf.IP)
+			s.note(slog.LevelWarn, "yielding an address to the peer that announced it (this node is cut off from the API)",
+				"ip", cf.IP, "mac", cf.MAC, "interface", cf.Interface)
+		}
+		return
+	}
+	for k, at := range c.warned {
+		if s.now.Sub(at) >= conflictQuiet {
+			delete(c.warned, k)
+		}
+	}
+	k := conflictKey{cf.IP, cf.MAC}
+	if _, ok := c.warned[k]; ok {
+		return
+	}
+	c.warned[k] = s.now
+	var svcs []ipam.Key
+	if a := c.addrs[cf.IP]; a != nil {
+		svcs = slices.Clone(a.services)
+	}
+	s.plan.Conflicts = append(s.plan.Conflicts, ConflictReport{Conflict: cf, Services: svcs})
+}
+
+// nodeList is every known node as placement sees it, this one included.
+func (c *Core) nodeList() []Node {
+	node := func(name string) Node {
+		f := c.nodes[name]
+		return Node{Name: name, Ready: f.ready, Excluded: f.excluded}
+	}
+	out := make([]Node, 0, len(c.peers)+1)
+	for name, p := range c.peers {
+		n := node(name)
+		n.Live, n.Pools, n.Claims = p.live, p.pools, p.claims
+		n.Leads, n.Stale = p.member.Leader, p.member.Stale
+		out = append(out, n)
+	}
+	self := node(c.self)
+	self.Live = !c.frozen
+	self.Pools = c.ownPools
+	self.Claims = c.claims
+	self.Leads = c.leading
+	return append(out, self)
+}
+
+// decideLeader settles this node's IPAM role (Claim): the allocator runs
+// only with a fresh view, and not while settling, when a peer that led
+// meanwhile may not have seen this node's claim yet.
+func (c *Core) decideLeader(s *step, nodes []Node, settling, stale bool) {
+	claim := Claim(Self{Name: c.self, Claims: c.leading, Frozen: c.frozen, Stale: stale, Settling: settling}, nodes)
+	if claim != c.leading {
+		c.leading = claim
+		switch {
+		case claim:
+			s.note(slog.LevelInfo, "became the IPAM leader")
+		case stale:
+			s.note(slog.LevelWarn, "no longer the IPAM leader: the view of the cluster has been stale too long for peers to count on this node")
+		case settling:
+			s.note(slog.LevelInfo, "no longer the IPAM leader: a peer led while this node was away")
+		default:
+			s.note(slog.LevelInfo, "no longer the IPAM leader", "leader", Leader(nodes))
+		}
+	}
+	s.plan.Lead = c.leading && !c.frozen && !settling
+}
+
+// place re-decides the addresses that changed, or all of them.
+func (c *Core) place(s *step, nodes []Node, settling bool) {
+	if s.full {
+		for ip := range c.addrs {
+			s.touch(ip)
+		}
+		for ip := range c.owned {
+			s.touch(ip)
+		}
+		for ip := range c.owners {
+			s.touch(ip)
+		}
+	}
+	s.plan.Redecided = len(s.dirty)
+	for ip := range s.dirty {
+		owner := ""
+		if a, ok := c.addrs[ip]; ok {
+			addr := c.address(ip, a)
+			owner = Owner(nodes, &addr)
+		}
+		c.setOwner(ip, owner)
+		iface, want := c.want(s, ip, owner, settling)
+		_, have := s.owned(c)[ip]
+		switch {
+		case want && (!have || s.owned(c)[ip] != iface):
+			s.own(c, ip, iface)
+		case !want && have:
+			s.disown(c, ip)
+		}
+	}
+}
+
+// address builds placement's input for ip.
+func (c *Core) address(ip netip.Addr, a *address) Address {
+	out := Address{IP: ip, Pool: a.pool}
+	for _, k := range a.services {
+		svc := c.services[k]
+		if svc.svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			out.Sharers = append(out.Sharers, Sharer{Local: true, Endpoints: svc.endpoints})
+		} else {
+			out.Sharers = append(out.Sharers, Sharer{})
+		}
+	}
+	return out
+}
+
+func (c *Core) setOwner(ip netip.Addr, owner string) {
+	if old, ok := c.owners[ip]; ok {
+		if old == owner {
+			return
+		}
+		c.count[old]--
+		if c.count[old] == 0 {
+			delete(c.count, old)
+		}
+	}
+	if owner == "" {
+		delete(c.owners, ip)
+		return
+	}
+	c.owners[ip] = owner
+	c.count[owner]++
+}
+
+// want says whether this node answers for ip after this step, and where.
+func (c *Core) want(s *step, ip netip.Addr, owner string, settling bool) (string, bool) {
+	iface, have := s.owned(c)[ip]
+	if c.frozen {
+		// Keep what it has, take nothing: a stale view cannot tell. But
+		// never an address the config no longer has in a pool.
+		if !have || c.yielded[ip] || c.cfg == nil {
+			return "", false
+		}
+		_, inPool := c.cfg.PoolFor(ip)
+		return iface, inPool
+	}
+	if owner != c.self || settling && !have || ip == c.handover {
+		return "", false
+	}
+	return c.interfaceFor(ip)
+}
+
+// interfaceFor picks the interface this node answers for ip on: the pool's
+// interface if it names one, else the first allowed interface whose subnet
+// contains ip. Never an unusable or disallowed one: a multi-NIC host must
+// answer on one interface with one MAC.
+func (c *Core) interfaceFor(ip netip.Addr) (string, bool) {
+	if c.cfg == nil {
+		return "", false
+	}
+	pool, ok := c.cfg.PoolFor(ip)
+	if !ok {
+		return "", false
+	}
+	return interfaceFor(c.cfg, pool, ip, c.links)
+}
+
+func interfaceFor(cfg *config.Config, pool *config.Pool, ip netip.Addr, links []Link) (string, bool) {
+	for _, l := range links {
+		if !l.Usable {
+			continue
+		}
+		if pool.Interface != "" {
+			if l.Name == pool.Interface {
+				return l.Name, true
+			}
+			continue
+		}
+		if len(cfg.Interfaces) > 0 && !slices.Contains(cfg.Interfaces, l.Name) {
+			continue
+		}
+		for _, p := range l.Prefixes {
+			if p.Contains(ip) {
+				return l.Name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// servablePools names the pools this node has a usable interface for.
+func servablePools(cfg *config.Config, links []Link) map[string]bool {
+	out := map[string]bool{}
+	if cfg == nil {
+		return out
+	}
+	for i := range cfg.Pools {
+		p := &cfg.Pools[i]
+		for _, r := range p.Addresses {
+			if _, ok := interfaceFor(cfg, p, r.First, links); ok {
+				out[p.Name] = true
+				break
+			}
+		}
+	}
+	return out
+}
+
+// rebalance hands one address over when this node holds more than its fair
+// share: to the node rendezvous prefers, gracefully (this node stops and
+// drops its claim; the other takes it once it sees that), one at a time and
+// at most one per renew interval.
+func (c *Core) rebalance(s *step, nodes []Node) {
+	if c.handover.IsValid() || s.now.Before(c.nextShed) {
+		return
+	}
+	fair := c.fairShare(nodes)
+	if fair == 0 || c.count[c.self] <= fair {
+		return
+	}
+	var best netip.Addr
+	var target string
+	for ip := range s.owned(c) {
+		a, ok := c.addrs[ip]
+		if !ok {
+			continue
+		}
+		addr := c.address(ip, a)
+		to := Preferred(nodes, &addr)
+		if to == "" || to == c.self || c.count[to]+1 > fair {
+			continue
+		}
+		if !best.IsValid() || ip.Less(best) {
+			best, target = ip, to
+		}
+	}
+	if !best.IsValid() {
+		return
+	}
+	c.handover, c.handoverAt = best, s.now
+	c.nextShed = s.now.Add(c.t.Renew)
+	s.disown(c, best)
+	s.note(slog.LevelInfo, "handing an address over to balance the load", "ip", best, "to", target,
+		"held", c.count[c.self], "fair_share", fair)
+}
+
+// endHandover ends the hand-over in flight once a peer claims the address,
+// or after a lease duration without one (the address is then placed anew).
+func (c *Core) endHandover(s *step) {
+	ip := c.handover
+	if !ip.IsValid() || !c.claimedByPeer(ip) && s.now.Sub(c.handoverAt) < c.t.Lease {
+		return
+	}
+	c.handover = netip.Addr{}
+	s.touch(ip)
+}
+
+// fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can
+// serve some pool.
+func (c *Core) fairShare(nodes []Node) int {
+	n := 0
+	for i := range nodes {
+		if nd := &nodes[i]; nd.Live && nd.Ready && !nd.Excluded && len(nd.Pools) > 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return int(math.Ceil((1 + fairSlack) * float64(len(c.owners)) / float64(n)))
+}
+
+// finish commits the owned set and fills in the rest of the plan.
+func (c *Core) finish(s *step, stale bool) {
+	now := s.now
+	if s.next != nil && !maps.Equal(s.next, c.owned) {
+		for ip, iface := range s.next {
+			if c.owned[ip] == iface {
+				continue
+			}
+			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(ip))
+			var svcs []ipam.Key
+			if a := c.addrs[ip]; a != nil {
+				svcs = slices.Clone(a.services)
+			}
+			s.plan.Announced = append(s.plan.Announced, Announced{IP: ip, Interface: iface, Services: svcs})
+		}
+		for ip := range c.owned {
+			if _, ok := s.next[ip]; !ok {
+				s.note(slog.LevelInfo, "no longer answering for an address", "ip", ip, "reason", c.dropReason(ip))
+			}
+		}
+		c.owned = s.next
+		c.claims = make(map[netip.Addr]bool, len(c.owned))
+		for ip := range c.owned {
+			c.claims[ip] = true
+		}
+		s.plan.Desired, s.plan.DesiredChanged = maps.Clone(c.owned), true
+	} else if !c.started {
+		s.plan.Desired, s.plan.DesiredChanged = map[netip.Addr]string{}, true
+	}
+	c.answerUntil = now.Add(c.t.window())
+	s.plan.AnswerUntil = c.answerUntil
+
+	pools := slices.Sorted(maps.Keys(c.ownPools))
+	claims := slices.SortedFunc(maps.Keys(c.owned), func(a, b netip.Addr) int { return a.Compare(b) })
+	pub := Member{Pools: pools, Claims: claims, Leader: c.leading, Stale: stale}
+	if !c.started || !slices.Equal(pub.Pools, c.publish.Pools) || !slices.Equal(pub.Claims, c.publish.Claims) ||
+		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale {
+		s.plan.PublishChanged = true
+	}
+	c.publish = pub
+	s.plan.Publish = pub
+	s.plan.Healthy = !c.frozen
+	s.plan.Answering = len(c.owned)
+	for _, p := range c.peers {
+		if p.live && !p.member.Stale {
+			s.plan.PeerCanTakeOver = true
+			break
+		}
+	}
+	s.plan.Wake = c.wake(now)
+}
+
+// wake is how long until the core must step again by itself: a peer
+// expiring, the own view going stale, settling or a hand-over ending, and
+// at least every renew interval so that AnswerUntil never runs out.
+func (c *Core) wake(now time.Time) time.Duration {
+	wake := c.t.Renew
+	for _, p := range c.peers {
+		if p.live {
+			wake = min(wake, p.seenAt.Add(c.t.Lease).Sub(now))
+		}
+	}
+	if !c.frozen {
+		wake = min(wake, c.fresh.Add(c.t.window()).Sub(now))
+	}
+	if now.Before(c.settleUntil) {
+		wake = min(wake, c.settleUntil.Sub(now))
+	}
+	if c.handover.IsValid() {
+		wake = min(wake, c.handoverAt.Add(c.t.Lease).Sub(now))
+	}
+	return max(wake, time.Millisecond)
+}
+
+// takeoverReason says why this node takes ip over.
+func (c *Core) takeoverReason(ip netip.Addr) string {
+	var prev string
+	for name, p := range c.peers {
+		if p.claims[ip] {
+			prev = name
+		}
+	}
+	if prev == "" {
+		return "new address, nobody claims it, or this node just started"
+	}
+	p := c.peers[prev]
+	f := c.nodes[prev]
+	switch {
+	case !p.live:
+		return fmt.Sprintf("node %s stopped renewing its Lease", prev)
+	case !f.ready:
+		return fmt.Sprintf("node %s is not Ready", prev)
+	case f.excluded:
+		return fmt.Sprintf("node %s is excluded from load balancers", prev)
+	}
+	return fmt.Sprintf("node %s is no longer eligible (endpoints, pools or claims changed)", prev)
+}
+
+// dropReason says why this node stops answering for ip.
+func (c *Core) dropReason(ip netip.Addr) string {
+	switch {
+	case !c.lapsedAt.IsZero():
+		return "this node did not run for too long"
+	case c.yielded[ip]:
+		return "yielded to a peer while cut off from the API"
+	case ip == c.handover:
+		return "handed over to balance the load"
+	case c.owners[ip] != "" && c.owners[ip] != c.self:
+		return "node " + c.owners[ip] + " answers for it now"
+	case c.addrs[ip] == nil:
+		return "its Service is gone or no longer served"
+	}
+	return "this node cannot serve it (interface, pool or eligibility)"
+}
+
+func set[T comparable](items []T) map[T]bool {
+	m := make(map[T]bool, len(items))
+	for _, x := range items {
+		m[x] = true
+	}
+	return m
+}

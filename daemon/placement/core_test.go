@@ -1,0 +1,636 @@
+package placement
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/l2lb/l2lb/config"
+	"github.com/l2lb/l2lb/daemon/ipam"
+)
+
+var timings = Timings{Renew: time.Second, Lease: 3 * time.Second}
+
+// sim drives one node's Core ("a") through a scenario, on a fake clock.
+type sim struct {
+	t     *testing.T
+	c     *Core
+	now   time.Time
+	cfg   *config.Config
+	renew int // own renewals written so far
+	plan  Plan
+}
+
+func testConfig(t *testing.T, rebalance bool) *config.Config {
+	t.Helper()
+	y := fmt.Sprintf(`nodeName: a
+pools:
+  - name: lan
+    addresses: [198.51.100.200-198.51.100.231]
+  - name: other
+    addresses: [198.51.100.240-198.51.100.241]
+    autoAssign: false
+placement: {rebalance: %v}
+`, rebalance)
+	cfg, err := config.Parse("test.yaml", []byte(y), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+var eth0 = []Link{{Name: "eth0", Usable: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
+
+func newSim(t *testing.T, rebalance bool) *sim {
+	return &sim{t: t, c: NewCore("a", timings), now: time.Unix(1000, 0), cfg: testConfig(t, rebalance)}
+}
+
+// start is the first step: config, links, Nodes a, b, c Ready, and o's
+// content (Services, Leases).
+func (s *sim) start(o Observation) Plan {
+	o.Config, o.Links, o.NewLinks = s.cfg, eth0, true
+	o.Nodes = append(o.Nodes, NodeUpdate{Name: "a", Ready: true}, NodeUpdate{Name: "b", Ready: true}, NodeUpdate{Name: "c", Ready: true})
+	return s.step(o)
+}
+
+func (s *sim) step(o Observation) Plan {
+	o.Now, o.Synced = s.now, true
+	s.plan = s.c.Step(o)
+	return s.plan
+}
+
+func (s *sim) advance(d time.Duration) { s.now = s.now.Add(d) }
+
+// renewed adds a renewal of the own Lease, written now and seen back.
+func (s *sim) renewed(o Observation) Observation {
+	s.renew++
+	r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
+	o.Writes = append(o.Writes, Write{Renew: r, Sent: s.now})
+	o.Leases = append(o.Leases, LeaseUpdate{Node: "a", Renew: r})
+	return o
+}
+
+// fresh runs steps a renew interval apart with renewals seen back until
+// the node has settled; peers renew with the given claims.
+func (s *sim) fresh(peers ...LeaseUpdate) Plan {
+	for range 2 {
+		o := s.renewed(Observation{})
+		o.Leases = append(o.Leases, s.renewPeers(peers)...)
+		s.step(o)
+		s.advance(timings.Renew)
+	}
+	o := s.renewed(Observation{})
+	o.Leases = append(o.Leases, s.renewPeers(peers)...)
+	return s.step(o)
+}
+
+// run lets d pass with healthy steps every renew interval, peers renewing
+// with the given claims.
+func (s *sim) run(d time.Duration, peers ...LeaseUpdate) Plan {
+	for end := s.now.Add(d); s.now.Before(end); {
+		s.advance(timings.Renew)
+		s.step(s.renewed(Observation{Leases: s.renewPeers(peers)}))
+	}
+	return s.plan
+}
+
+// renewPeers stamps each peer Lease with a new renewTime.
+func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
+	out := slices.Clone(peers)
+	for i := range out {
+		out[i].Renew = s.now
+	}
+	return out
+}
+
+func lease(node string, claims ...string) LeaseUpdate {
+	m := Member{Pools: []string{"lan", "other"}}
+	for _, c := range claims {
+		m.Claims = append(m.Claims, netip.MustParseAddr(c))
+	}
+	return LeaseUpdate{Node: node, Member: m}
+}
+
+func leader(l LeaseUpdate) LeaseUpdate { l.Member.Leader = true; return l }
+
+func svc(name string, ips ...string) ServiceUpdate {
+	v := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+	}
+	for _, ip := range ips {
+		v.Status.LoadBalancer.Ingress = append(v.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return ServiceUpdate{Key: ipam.Key{Namespace: "default", Name: name}, Service: v}
+}
+
+func localSvc(name, ip string, endpoints ...string) ServiceUpdate {
+	u := svc(name, ip)
+	u.Service.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	u.Endpoints = set(endpoints)
+	return u
+}
+
+func gone(name string) ServiceUpdate {
+	return ServiceUpdate{Key: ipam.Key{Namespace: "default", Name: name}}
+}
+
+// addrWhere returns the first address of lan for which ok holds.
+func addrWhere(ok func(ip string) bool) string {
+	for i := 200; i <= 231; i++ {
+		if ip := fmt.Sprintf("198.51.100.%d", i); ok(ip) {
+			return ip
+		}
+	}
+	panic("no such address")
+}
+
+// ownedBy returns an address of lan that rendezvous gives to want among
+// nodes, and that is not in skip.
+func ownedBy(want string, nodes []string, skip ...string) string {
+	for i := 200; i <= 231; i++ {
+		ip := fmt.Sprintf("198.51.100.%d", i)
+		if !slices.Contains(skip, ip) && winner(ip, nodes...) == want {
+			return ip
+		}
+	}
+	panic("no address for " + want)
+}
+
+func (s *sim) answering() []string { return ips(slices.Collect(maps.Keys(s.c.owned))) }
+
+// cutOff lets d pass with the core stepping every half renew interval and
+// nothing coming back from the API: no renewals, no peers.
+func (s *sim) cutOff(d time.Duration) {
+	for end := s.now.Add(d); s.now.Before(end); {
+		s.advance(timings.Renew / 2)
+		s.step(Observation{})
+	}
+}
+
+func ips(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func hasNote(p Plan, substr string) bool {
+	return slices.ContainsFunc(p.Notes, func(n Note) bool { return strings.Contains(n.Msg, substr) })
+}
+
+var abc = []string{"a", "b", "c"}
+
+func TestCoreTransitions(t *testing.T) {
+	x := ownedBy("a", abc)            // a wins x among a, b, c
+	y := ownedBy("b", abc)            // b wins y
+	// b wins z, and a wins it once b is gone.
+	z := addrWhere(func(ip string) bool { return winner(ip, abc...) == "b" && winner(ip, "a", "c") == "a" })
+	xa := ownedBy("a", []string{"a"}) // any address, for a alone
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s *sim) Plan
+		// want is the set this node answers for after run.
+		want      []string
+		claims    []string // published claims; nil means same as want
+		check     func(t *testing.T, s *sim, p Plan)
+		rebalance bool
+	}{
+		{
+			name: "start: frozen until an own renewal comes back",
+			run:  func(t *testing.T, s *sim) Plan { return s.start(Observation{Services: []ServiceUpdate{svc("s", xa)}}) },
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.Healthy || p.Lead {
+					t.Errorf("healthy %v lead %v before any renewal came back", p.Healthy, p.Lead)
+				}
+			},
+		},
+		{
+			name: "settle: takes nothing new for one renew interval after turning fresh",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("s", xa)}})
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || len(s.c.owned) != 0 {
+					t.Errorf("turning fresh: healthy %v, answering %v; want healthy and nothing yet", p.Healthy, s.answering())
+				}
+				s.advance(timings.Renew)
+				return s.step(s.renewed(Observation{}))
+			},
+			want: []string{xa},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.Lead {
+					t.Error("a lone fresh node does not lead IPAM")
+				}
+			},
+		},
+		{
+			name: "fresh to frozen: keeps its addresses, takes none over",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("y", y)}})
+				s.fresh(lease("b", y), lease("c"))
+				// Renewals stop coming back; b dies meanwhile.
+				s.cutOff(2500 * time.Millisecond)
+				if s.plan.Healthy {
+					t.Error("healthy after 2.5 s without a renewal seen back")
+				}
+				s.cutOff(2 * time.Second)
+				return s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})})
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.Lead {
+					t.Error("a frozen node writes status")
+				}
+			},
+		},
+		{
+			name: "frozen to fresh: a silent peer gets a lease duration before its address is taken",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				s.cutOff(5 * time.Second)
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy {
+					t.Fatal("not fresh again")
+				}
+				s.advance(timings.Renew)
+				p = s.step(s.renewed(Observation{}))
+				if slices.Contains(s.answering(), z) {
+					t.Errorf("took %s from b right after thawing", z)
+				}
+				return s.run(timings.Lease, lease("c")) // b stays silent
+			},
+			want: ips([]netip.Addr{netip.MustParseAddr(x), netip.MustParseAddr(z)}),
+		},
+		{
+			name: "cut off: yields an address to the peer that announces it",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				s.cutOff(2500 * time.Millisecond)
+				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Interface: "eth0"}}})
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if len(p.Conflicts) != 0 || !hasNote(p, "yielding") {
+					t.Errorf("conflicts %v, notes %v: want a yield, no report", p.Conflicts, p.Notes)
+				}
+			},
+		},
+		{
+			name: "fresh: a conflict is reported once a minute per address and MAC",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				cf := Conflict{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Interface: "eth0"}
+				var reports int
+				for range 3 {
+					s.advance(timings.Renew)
+					reports += len(s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")}), Conflicts: []Conflict{cf}})).Conflicts)
+					s.run(10*time.Second, lease("b"), lease("c"))
+				}
+				if reports != 1 {
+					t.Errorf("%d reports in 30 s, want 1", reports)
+				}
+				s.run(time.Minute, lease("b"), lease("c"))
+				p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")}), Conflicts: []Conflict{cf}}))
+				if len(p.Conflicts) != 1 || p.Conflicts[0].Services[0].Name != "x" {
+					t.Errorf("after a minute: %+v, want one report naming Service x", p.Conflicts)
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
+			name: "pause: a late step drops every address and claim until a renewal sent after it comes back",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				p := s.fresh(leader(lease("b")), lease("c"))
+				if !slices.Contains(s.answering(), x) {
+					t.Fatalf("not answering %s before the pause", x)
+				}
+				s.advance(8 * time.Second)
+				// The renewal the heartbeat sent on resume, before this
+				// step noticed the pause, comes back: not enough.
+				o := s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x), lease("c")})})
+				o.Writes[0].Sent = s.now.Add(-time.Millisecond)
+				p = s.step(o)
+				if len(s.c.owned) != 0 || len(p.Publish.Claims) != 0 || !hasNote(p, "did not run") {
+					t.Errorf("after the pause: answering %v, claims %v", s.answering(), p.Publish.Claims)
+				}
+				if p.AnswerUntil.Sub(s.now) != timings.window() {
+					t.Errorf("answer deadline %v after now, want %v", p.AnswerUntil.Sub(s.now), timings.window())
+				}
+				s.advance(100 * time.Millisecond)
+				if p = s.step(Observation{}); p.Healthy {
+					t.Error("fresh again on a renewal sent before the pause was noticed")
+				}
+				for range 3 {
+					s.advance(timings.Renew)
+					p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x), lease("c")})}))
+				}
+				return p
+			},
+			want:   []string{},
+			claims: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.Healthy {
+					t.Error("not fresh after renewals sent after the pause came back")
+				}
+			},
+		},
+		{
+			name: "restart: restores its own claims, minus those a peer holds now, and answers at once",
+			run: func(t *testing.T, s *sim) Plan {
+				mine := lease("a", x, y)
+				mine.Member.Leader = true
+				return s.start(Observation{
+					Services: []ServiceUpdate{svc("x", x), svc("y", y)},
+					Leases:   s.renewPeers([]LeaseUpdate{mine, lease("b", y), leader(lease("c"))}),
+				})
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.Publish.Leader {
+					t.Error("restored the IPAM role although c claims it")
+				}
+			},
+		},
+		{
+			name: "carrier loss: the pool's only usable link gone, claims and pools drop in the same step",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				down := []Link{{Name: "eth0", Usable: false, Prefixes: eth0[0].Prefixes}}
+				return s.step(Observation{Links: down, NewLinks: true})
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if len(p.Publish.Pools) != 0 || !p.PublishChanged {
+					t.Errorf("publishes pools %v (changed %v), want none", p.Publish.Pools, p.PublishChanged)
+				}
+			},
+		},
+		{
+			name: "carrier return: nothing moves back from the peer that took over",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				down := []Link{{Name: "eth0", Usable: false, Prefixes: eth0[0].Prefixes}}
+				s.step(Observation{Links: down, NewLinks: true})
+				s.advance(200 * time.Millisecond)
+				s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x), lease("c")})})
+				s.advance(800 * time.Millisecond)
+				return s.step(s.renewed(Observation{Links: eth0, NewLinks: true}))
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !slices.Equal(p.Publish.Pools, []string{"lan", "other"}) {
+					t.Errorf("pools %v after carrier returned", p.Publish.Pools)
+				}
+			},
+		},
+		{
+			name: "Local: only a node with a ready endpoint answers",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{localSvc("x", x, "b")}})
+				s.fresh(lease("b"), lease("c"))
+				if len(s.c.owned) != 0 {
+					t.Errorf("answering %v without an endpoint", s.answering())
+				}
+				s.advance(timings.Renew)
+				return s.step(s.renewed(Observation{Services: []ServiceUpdate{localSvc("x", x, "a", "b")}, Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+			},
+			want: []string{x},
+		},
+		{
+			name: "config edit: a frozen node drops an address that left every pool",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				s.cutOff(2500 * time.Millisecond)
+				cfg, err := config.Parse("test.yaml", []byte("nodeName: a\npools: [{name: lan, addresses: [198.51.100.100/30]}]\n"), "a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s.step(Observation{Config: cfg})
+			},
+			want: []string{},
+		},
+		{
+			name: "leader: claimed by the highest score when nobody claims it, and kept when a better node joins",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{})
+				p := s.fresh(lease("b"))
+				want := Leader([]Node{{Name: "a", Live: true}, {Name: "b", Live: true}}) == "a"
+				if p.Lead != want {
+					t.Fatalf("lead %v, want %v", p.Lead, want)
+				}
+				if !want {
+					return p
+				}
+				// c would win by score if nobody claimed: a keeps it.
+				s.advance(timings.Renew)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if s.c.leading != p.Publish.Leader {
+					t.Errorf("publishes leader %v, leads %v", p.Publish.Leader, s.c.leading)
+				}
+			},
+		},
+		{
+			name: "leader: hands the role over when a peer claims it with a higher score",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{})
+				s.fresh(leader(lease("b")), leader(lease("c")))
+				return s.plan
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.Lead || p.Publish.Leader {
+					t.Error("leads while b and c claim the role")
+				}
+			},
+		},
+		{
+			name:      "rebalance: over its fair share, hands one address over per renew interval, each once taken",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				var svcs []ServiceUpdate
+				var all []string
+				for i := 200; i < 212; i++ {
+					ip := fmt.Sprintf("198.51.100.%d", i)
+					all = append(all, ip)
+					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
+				}
+				mine := lease("a", all...) // a restarted while alone, holds all 12
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{mine}})
+				p := s.fresh(lease("b"), lease("c"))
+				if len(s.c.owned) != 11 {
+					t.Fatalf("answering %d after the first hand-over, want 11", len(s.c.owned))
+				}
+				handed := 12 - len(s.c.owned)
+				// The peers take what a hands over; a waits for that.
+				peerClaims := map[string][]string{"b": nil, "c": nil}
+				for i := 0; i < 20 && len(s.c.owned) > 5; i++ {
+					prev := maps.Clone(s.c.owned)
+					s.advance(timings.Renew)
+					var leases []LeaseUpdate
+					for _, ip := range all {
+						if _, still := s.c.owned[netip.MustParseAddr(ip)]; still {
+							continue
+						}
+						to := winner(ip, "b", "c")
+						if !slices.Contains(peerClaims[to], ip) {
+							peerClaims[to] = append(peerClaims[to], ip)
+						}
+					}
+					leases = append(leases, lease("b", peerClaims["b"]...), lease("c", peerClaims["c"]...))
+					p = s.step(s.renewed(Observation{Leases: s.renewPeers(leases)}))
+					if d := len(prev) - len(s.c.owned); d > 1 {
+						t.Fatalf("handed %d addresses over in one step", d)
+					}
+					handed += len(prev) - len(s.c.owned)
+				}
+				if got := len(s.c.owned); got > 5 { // ⌈1.1 · 12 / 3⌉ = 5
+					t.Errorf("holds %d after rebalancing, want at most 5", got)
+				}
+				return p
+			},
+			check: func(t *testing.T, s *sim, p Plan) {
+				for ip := range s.c.owned {
+					if s.c.claimedByPeer(ip) {
+						t.Errorf("%s answered here and claimed by a peer", ip)
+					}
+				}
+			},
+		},
+		{
+			name: "rebalance off: a restarted node keeps everything",
+			run: func(t *testing.T, s *sim) Plan {
+				var svcs []ServiceUpdate
+				var all []string
+				for i := 200; i < 212; i++ {
+					ip := fmt.Sprintf("198.51.100.%d", i)
+					all = append(all, ip)
+					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
+				}
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				s.fresh(lease("b"), lease("c"))
+				for range 5 {
+					s.advance(timings.Renew)
+					s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+				}
+				if len(s.c.owned) != 12 {
+					t.Errorf("holds %d, want all 12", len(s.c.owned))
+				}
+				return s.plan
+			},
+		},
+		{
+			name: "write lapsed during a freeze: on thawing, an address a peer claims stays with it",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("y", y)}})
+				s.fresh(lease("b", y), lease("c"))
+				s.cutOff(5 * time.Second)
+				s.advance(timings.Renew / 2)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x, y), lease("c")})}))
+			},
+			want: []string{},
+		},
+		{
+			name: "lone node: no peer can take over, so a stop keeps the Lease",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", xa)}})
+				return s.fresh()
+			},
+			want: []string{xa},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.PeerCanTakeOver {
+					t.Error("a lone node thinks a peer can take over")
+				}
+			},
+		},
+		{
+			name: "a Service deleted: its address is dropped",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				return s.step(Observation{Services: []ServiceUpdate{gone("x")}})
+			},
+			want: []string{},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, tc.rebalance)
+			p := tc.run(t, s)
+			if tc.want != nil {
+				got := ips(slices.Collect(maps.Keys(s.c.owned)))
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("answering %v, want %v", got, tc.want)
+				}
+				claims := tc.claims
+				if claims == nil {
+					claims = tc.want
+				}
+				if got := ips(p.Publish.Claims); !slices.Equal(got, claims) {
+					t.Errorf("claims %v, want %v", got, claims)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, s, p)
+			}
+		})
+	}
+}
+
+// TestCoreIncremental checks that work follows what changed.
+func TestCoreIncremental(t *testing.T) {
+	s := newSim(t, true)
+	var svcs []ServiceUpdate
+	for i := 200; i < 230; i++ {
+		svcs = append(svcs, svc(fmt.Sprintf("s%d", i), fmt.Sprintf("198.51.100.%d", i)))
+	}
+	s.start(Observation{Services: svcs})
+	s.fresh(lease("b"), lease("c"))
+	s.advance(timings.Renew)
+	s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+
+	tests := []struct {
+		name string
+		obs  func() Observation
+		want int
+	}{
+		{"renewals that only move renewTime", func() Observation {
+			return s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})})
+		}, 0},
+		{"one Service changed", func() Observation {
+			return Observation{Services: []ServiceUpdate{svc("s200", "198.51.100.231")}}
+		}, 2},
+		{"a peer's claims changed", func() Observation {
+			return Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", "198.51.100.201")})}
+		}, 1},
+		{"a Node turned NotReady", func() Observation {
+			return Observation{Nodes: []NodeUpdate{{Name: "c"}}}
+		}, 30},
+	}
+	for _, tc := range tests {
+		s.advance(10 * time.Millisecond)
+		if got := s.step(tc.obs()).Redecided; got != tc.want {
+			t.Errorf("%s: re-decided %d addresses, want %d", tc.name, got, tc.want)
+		}
+	}
+}
