@@ -943,13 +943,15 @@ func (c *Core) finish(s *step, stale bool) {
 	c.answerUntil = now.Add(c.t.window())
 	s.plan.AnswerUntil = c.answerUntil
 
-	pools := slices.Sorted(maps.Keys(c.ownPools))
-	claims := slices.SortedFunc(maps.Keys(c.owned), func(a, b netip.Addr) int { return a.Compare(b) })
-	pub := Member{Pools: pools, Claims: claims, Leader: c.leading, Stale: stale}
-	if !c.started || !slices.Equal(pub.Pools, c.publish.Pools) || !slices.Equal(pub.Claims, c.publish.Claims) ||
-		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale {
-		s.plan.PublishChanged = true
+	pub := Member{Pools: c.publish.Pools, Claims: c.publish.Claims, Leader: c.leading, Stale: stale}
+	if s.full || !c.started {
+		pub.Pools = slices.Sorted(maps.Keys(c.ownPools))
 	}
+	if s.plan.DesiredChanged {
+		pub.Claims = slices.SortedFunc(maps.Keys(c.owned), func(a, b netip.Addr) int { return a.Compare(b) })
+	}
+	s.plan.PublishChanged = !c.started || !slices.Equal(pub.Pools, c.publish.Pools) || !slices.Equal(pub.Claims, c.publish.Claims) ||
+		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale
 	c.publish = pub
 	s.plan.Publish = pub
 	s.plan.Healthy = !c.frozen

@@ -32,6 +32,8 @@ type prober struct {
 	mu     sync.Mutex
 	ip     netip.Addr
 	seen   []reply
+	// announced: gratuitous ARPs for ip (requests whose sender is ip).
+	announced []reply
 }
 
 type reply struct {
@@ -58,12 +60,15 @@ func startProber(b testing.TB, l *lab.Lab, period time.Duration) *prober {
 		for ctx.Err() == nil {
 			p.client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 			pkt, _, err := p.client.Read()
-			if err != nil || pkt.Operation != arp.OperationReply {
+			if err != nil || pkt.SenderIP != p.watched() {
 				continue
 			}
+			r := reply{time.Now(), pkt.SenderHardwareAddr.String()}
 			p.mu.Lock()
-			if pkt.SenderIP == p.ip {
-				p.seen = append(p.seen, reply{time.Now(), pkt.SenderHardwareAddr.String()})
+			if pkt.Operation == arp.OperationReply {
+				p.seen = append(p.seen, r)
+			} else {
+				p.announced = append(p.announced, r)
 			}
 			p.mu.Unlock()
 		}
@@ -93,7 +98,19 @@ func startProber(b testing.TB, l *lab.Lab, period time.Duration) *prober {
 func (p *prober) watch(ip netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ip, p.seen = ip, nil
+	p.ip, p.seen, p.announced = ip, nil, nil
+}
+
+func (p *prober) watched() netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ip
+}
+
+func (p *prober) announcements() []reply {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.announced)
 }
 
 func (p *prober) replies() []reply {

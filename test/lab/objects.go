@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,4 +295,50 @@ func (l *Lab) blackhole(n *Node, op string) error {
 		return fmt.Errorf("node is not cut off: %w", err)
 	}
 	return err
+}
+
+// ManagementNIC gives node a second interface, mgmt0, that reaches the API
+// server without crossing the segment: a veth to the root namespace with a
+// /31 of 203.0.113.0/24 (TEST-NET-3, never routed off the machine) and a
+// host route to the API address over it. A fault on eth0 (SetCarrier) then
+// leaves the node's API connection alone, as on hosts with a separate
+// management network.
+func (l *Lab) ManagementNIC(n *Node) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	i := slices.Index(l.Net.Nodes, n.NS)
+	root := strings.Replace(n.NS.Name, "-n", "-m", 1)
+	hostEnd := netip.AddrFrom4([4]byte{203, 0, 113, byte(2 * i)})
+	nodeEnd := hostEnd.Next()
+	l.Net.run.addLink(root)
+	steps := [][]string{
+		{"link", "add", root, "type", "veth", "peer", "name", "mgmt0", "netns", n.NS.Name},
+		{"addr", "add", netip.PrefixFrom(hostEnd, 31).String(), "dev", root},
+		{"link", "set", root, "up"},
+		{"-n", n.NS.Name, "addr", "add", netip.PrefixFrom(nodeEnd, 31).String(), "dev", "mgmt0"},
+		{"-n", n.NS.Name, "link", "set", "mgmt0", "up"},
+		{"-n", n.NS.Name, "route", "add", netip.PrefixFrom(BridgeV4, 32).String(), "via", hostEnd.String(), "dev", "mgmt0"},
+	}
+	for _, args := range steps {
+		if _, err := ipCmd(ctx, nil, args...); err != nil {
+			l.t.Fatalf("lab: ManagementNIC %s: %v", n.Name, err)
+		}
+	}
+}
+
+// SetCarrier takes the bridge end of the node's eth0 down or up: the node's
+// eth0 stays administratively up and loses carrier, as when a cable or a
+// switch port fails.
+func (l *Lab) SetCarrier(n *Node, up bool) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if _, err := ipCmd(ctx, nil, "link", "set", n.NS.Name, state); err != nil {
+		l.t.Fatalf("lab: SetCarrier %s %s: %v", n.Name, state, err)
+	}
 }

@@ -1,6 +1,7 @@
-package daemon
+package placement
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -22,10 +23,11 @@ pools:
 	if err != nil {
 		t.Fatal(err)
 	}
-	links := []hostLink{
-		{Name: "eth0", Up: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")}},
-		{Name: "eth1", Up: true},
-		{Name: "eth2", Up: false, Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")}},
+	links := []Link{
+		{Name: "eth0", Usable: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")}},
+		{Name: "eth1", Usable: true},
+		// Down, or up without carrier: unusable either way.
+		{Name: "eth2", Usable: false, Prefixes: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")}},
 	}
 	tests := []struct {
 		pool, ip, want string
@@ -33,7 +35,7 @@ pools:
 		{"lan", "198.51.100.205", "eth0"},
 		{"lan", "2001:db8:100::2ff", "eth0"},
 		{"pinned", "203.0.113.10", "eth1"},
-		{"nowhere", "100.64.0.1", ""}, // its only subnet is on a down link
+		{"nowhere", "100.64.0.1", ""}, // its only subnet is on an unusable link
 	}
 	for _, tc := range tests {
 		p, _ := cfg.Pool(tc.pool)
@@ -42,7 +44,7 @@ pools:
 			t.Errorf("%s %s: got %q, want %q", tc.pool, tc.ip, got, tc.want)
 		}
 	}
-	if got := servablePools(cfg, links); !slices.Equal(got, []string{"lan", "pinned"}) {
+	if got := slices.Sorted(maps.Keys(servablePools(cfg, links))); !slices.Equal(got, []string{"lan", "pinned"}) {
 		t.Errorf("servable pools %v", got)
 	}
 	// interfaces: restricts the subnet match, not a pool's own interface.
