@@ -12,7 +12,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 50000x
 TESTTIMEOUT ?= 40m
 
-.PHONY: all build test fuzz deps demo bench lab-clean clean
+.PHONY: all build test fuzz deps demo bench soak lab-clean clean
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz:
 demo: deps
 	@$(GO) test -c -o bin/e2e.test ./test/e2e
 	@cd test/e2e && set -o pipefail && L2LB_DEMO=1 ../../bin/e2e.test -test.run '^TestDemo$$' -test.timeout 10m | sed '/^PASS$$/d' 
+
+# Long runs of the lab without (or, later, with) faults: DURATION each.
+DURATION ?= 30m
+soak: deps
+	L2LB_SOAK=$(DURATION) $(GO) test -count=1 -run '^TestSoak' -timeout 0 -v ./test/e2e/
 
 # Benchmarks recorded in BENCHMARKS.md.
 bench: deps build

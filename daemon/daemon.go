@@ -17,6 +17,7 @@ import (
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/daemon/logging"
+	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/netio"
 )
 
@@ -100,7 +101,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	connecting, connected := context.WithCancel(ctx)
 	wg.Go(func() { life.connecting(connecting) })
-	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, log)
+	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, cfg.Kubernetes.QPS, cfg.Kubernetes.Burst, log)
 	connected()
 	if err != nil {
 		wg.Wait()
@@ -114,24 +115,29 @@ func Run(ctx context.Context, opts Options) error {
 
 	// Allocation: the IPAM leader, placed like an address, writes Service
 	// status.
-	alloc := &allocator{client: client, view: view, changes: view.Subscribe(), config: w.Current, recorder: recorder, log: log}
+	alloc := &allocator{client: client, view: view, changes: view.Notify(kube.KindServices), config: w.Current, recorder: recorder, log: log}
 	role := newIPAMRole(ctx, alloc, allocChanged, &life.leader)
 
 	// Placement: every node decides which addresses it answers for, and
-	// which node leads IPAM.
-	heartbeat := kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, log)
+	// which node leads IPAM. The decisions use the coordination timings the
+	// heartbeat runs with: both are restart-only.
 	placer := newPlacer(placer{
-		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view, changes: view.Subscribe(),
-		heartbeat: heartbeat, recorder: recorder, log: log, links: hostLinks, decided: life.decided, lead: role.set,
+		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view,
+		changes: view.Subscribe(kube.KindServices | kube.KindNodes | kube.KindLeases),
+		recorder: recorder, log: log, decided: life.decided, lead: role.set,
+		core: placement.NewCore(cfg.NodeName, placement.Timings{Renew: co.RenewInterval, Lease: co.LeaseDuration}),
 	})
+	placer.heartbeat = kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, placer.onWrite, log)
+	heartbeat := placer.heartbeat
 	announcer := netio.New(netio.Options{
 		Logger:           log,
 		AnnounceCount:    cfg.Announce.Count,
 		AnnounceInterval: cfg.Announce.Interval,
 		AnnounceRefresh:  cfg.Announce.Refresh,
 		OnConflict:       placer.onConflict,
+		OnLinks:          placer.onLinks,
 	})
-	placer.announcer = announcer
+	placer.netio = announcer
 	if addr := cfg.Metrics.Address; addr != "" {
 		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats}
 		wg.Go(func() { serveMetrics(ctx, addr, m, log) })
@@ -139,7 +145,8 @@ func Run(ctx context.Context, opts Options) error {
 
 	// The data plane and the heartbeat outlive ctx: on shutdown the daemon
 	// stops answering, stops renewing, deletes its Lease so that peers take
-	// over at once, and only then closes its sockets.
+	// over at once (or keeps it when no peer could, so that a restart
+	// resumes at once), and only then closes its sockets.
 	announcerCtx, stopAnnouncer := context.WithCancel(context.Background())
 	defer stopAnnouncer()
 	heartbeatCtx, stopHeartbeat := context.WithCancel(context.Background())
@@ -161,11 +168,15 @@ func Run(ctx context.Context, opts Options) error {
 	role.wait()               // no status write once a peer may lead
 	stopHeartbeat()
 	beating.Wait() // no renewal may re-create the Lease after this
-	releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
-	if err := heartbeat.Release(releaseCtx); err != nil {
-		log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
+	if placer.peerCanTakeOver() {
+		releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
+		if err := heartbeat.Release(releaseCtx); err != nil {
+			log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
+		}
+		cancelRelease()
+	} else {
+		log.Info("keeping the member Lease: no live peer could take over, and a restart resumes answering at once")
 	}
-	cancelRelease()
 	stopAnnouncer()
 	announcing.Wait()
 	wg.Wait()

@@ -46,12 +46,18 @@ var scheme = func() *runtime.Scheme {
 }()
 
 // NewClient returns a Client for cfg; it does not contact the API server.
+// cfg.QPS and cfg.Burst are one token bucket shared by the three groups (the
+// daemon's kubernetes.qps and kubernetes.burst); a QPS of zero or less means
+// no client-side limit, not client-go's default of 5 per second.
 func NewClient(cfg *rest.Config) (*Client, error) {
 	cfg = rest.CopyConfig(cfg)
-	// Status writes for thousands of Services after a cold start must not
-	// crawl at client-go's default of 5 per second; steady state writes one
-	// Lease renewal per second. One budget for all three groups.
-	cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(100, 200)
+	if cfg.RateLimiter == nil {
+		if cfg.QPS > 0 {
+			cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, max(cfg.Burst, 1))
+		} else {
+			cfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+		}
+	}
 	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
@@ -83,12 +89,17 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 // (once per distinct problem) and retried with backoff up to maxBackoff, never
 // fatal: the daemon must not crash-loop while a node is being set up. It
 // returns only when connected or when ctx is done.
-func Connect(ctx context.Context, path, userAgent string, log *slog.Logger) (*Client, error) {
+//
+// qps and burst limit every request of the client (see NewClient). Steady
+// state needs about one request per renewInterval; they matter when the IPAM
+// leader writes thousands of Service statuses after a cold start, which should
+// go as fast as the API server takes them.
+func Connect(ctx context.Context, path, userAgent string, qps float64, burst int, log *slog.Logger) (*Client, error) {
 	const maxBackoff = 10 * time.Second
 	backoff := 200 * time.Millisecond
 	var lastProblem string
 	for {
-		client, err := connect(ctx, path, userAgent)
+		client, err := connect(ctx, path, userAgent, qps, burst)
 		if err == nil {
 			if lastProblem != "" {
 				log.Info("connected to the Kubernetes API", "kubeconfig", path)
@@ -108,7 +119,7 @@ func Connect(ctx context.Context, path, userAgent string, log *slog.Logger) (*Cl
 	}
 }
 
-func connect(ctx context.Context, path, userAgent string) (*Client, error) {
+func connect(ctx context.Context, path, userAgent string, qps float64, burst int) (*Client, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("kubeconfig %s does not exist (see the kubeconfig recipe in the examples)", path)
@@ -120,6 +131,7 @@ func connect(ctx context.Context, path, userAgent string) (*Client, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	cfg.UserAgent = userAgent
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(qps), burst, nil
 	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)

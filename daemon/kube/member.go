@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +95,11 @@ func (m Member) annotations() map[string]string {
 // Heartbeat keeps this node's member Lease renewed every renew interval,
 // carrying the latest Member given to Set. That is its only steady-state
 // write; a change of Member is written at once.
+//
+// The claims and the leader role in a Member hold only until the time given
+// to ValidUntil: a renewal after that, say by a process resuming from a
+// pause before its decision loop has run, says the node is alive and claims
+// nothing.
 type Heartbeat struct {
 	client    *Client
 	namespace string
@@ -103,29 +107,24 @@ type Heartbeat struct {
 	renew     time.Duration
 	duration  time.Duration
 	log       *slog.Logger
+	// onWrite hears of every successful renewal: the renewTime the API
+	// server stored and when the write was sent, by this node's clock.
+	onWrite func(renew, sent time.Time)
 
-	member  atomic.Pointer[Member]
-	kick    chan struct{}
-	lease   *coordinationv1.Lease // owned by Run
-	written map[string]string     // annotations last written, owned by Run
-
-	// renewals remembers, for the last few successful writes, the renewTime
-	// the API server stored and when (by this node's clock) it was written.
-	// Seeing one of them come back through the informer proves the view is
-	// at least that fresh.
-	renewalsMu sync.Mutex
-	renewals   []renewal
-}
-
-type renewal struct {
-	renew   time.Time // as stored, microsecond precision
-	written time.Time // local
+	member     atomic.Pointer[Member]
+	base       time.Time    // monotonic origin of validUntil
+	validUntil atomic.Int64 // nanoseconds after base; 0: no deadline yet
+	kick       chan struct{}
+	lease      *coordinationv1.Lease // owned by Run
+	written    map[string]string     // annotations last written, owned by Run
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
-// Run and the first Set.
-func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, log *slog.Logger) *Heartbeat {
-	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration, log: log, kick: make(chan struct{}, 1)}
+// Run and the first Set. onWrite, if not nil, is called after every
+// successful write, from Run's goroutine.
+func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, onWrite func(renew, sent time.Time), log *slog.Logger) *Heartbeat {
+	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration, onWrite: onWrite,
+		log: log, base: time.Now(), kick: make(chan struct{}, 1)}
 }
 
 // Set publishes m with the next renewal, immediately if it changed.
@@ -137,27 +136,23 @@ func (h *Heartbeat) Set(m Member) {
 	}
 }
 
-// LastWritten is when the Lease was last written successfully (zero if never).
-func (h *Heartbeat) LastWritten() time.Time {
-	h.renewalsMu.Lock()
-	defer h.renewalsMu.Unlock()
-	if len(h.renewals) == 0 {
-		return time.Time{}
-	}
-	return h.renewals[len(h.renewals)-1].written
+// ValidUntil sets until when the claims of the Member are valid.
+func (h *Heartbeat) ValidUntil(t time.Time) {
+	h.validUntil.Store(max(int64(t.Sub(h.base)), 1))
 }
 
-// WrittenAt returns when this node wrote the renewal with the given
-// renewTime, if it is one of its recent ones.
-func (h *Heartbeat) WrittenAt(renew time.Time) (time.Time, bool) {
-	h.renewalsMu.Lock()
-	defer h.renewalsMu.Unlock()
-	for _, r := range h.renewals {
-		if r.renew.Equal(renew) {
-			return r.written, true
-		}
+// current is the Member to write now: without claims or the leader role
+// once they are no longer valid.
+func (h *Heartbeat) current() (Member, bool) {
+	m := h.member.Load()
+	if m == nil {
+		return Member{}, false
 	}
-	return time.Time{}, false
+	out := *m
+	if until := h.validUntil.Load(); until != 0 && int64(time.Since(h.base)) > until {
+		out.Claims, out.Leader = nil, false
+	}
+	return out, true
 }
 
 // Run renews until ctx is done. Failures are logged once per kind and retried
@@ -172,15 +167,15 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		case <-h.kick:
-			if m := h.member.Load(); m != nil && maps.Equal(m.annotations(), h.written) {
+			if m, ok := h.current(); ok && maps.Equal(m.annotations(), h.written) {
 				continue // nothing new to say before the next tick
 			}
 		}
-		m := h.member.Load()
-		if m == nil {
+		m, ok := h.current()
+		if !ok {
 			continue // nothing to publish yet
 		}
-		if err := h.write(ctx, *m); err != nil {
+		if err := h.write(ctx, m); err != nil {
 			if err.Error() != lastErr {
 				h.log.Warn("cannot renew member Lease", "err", err)
 				lastErr = err.Error()
@@ -202,7 +197,8 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	defer cancel()
 	leases := h.client.Coordination
 	name := MemberLeasePrefix + h.node
-	now := metav1.NowMicro()
+	sent := time.Now()
+	now := metav1.NewMicroTime(sent)
 	ann := m.annotations()
 	if h.lease == nil {
 		l := &coordinationv1.Lease{}
@@ -234,13 +230,8 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 		return fmt.Errorf("write member Lease: %w", err)
 	}
 	h.lease, h.written = out, ann
-	if out.Spec.RenewTime != nil {
-		h.renewalsMu.Lock()
-		h.renewals = append(h.renewals, renewal{renew: out.Spec.RenewTime.Time, written: time.Now()})
-		if len(h.renewals) > 16 {
-			h.renewals = h.renewals[1:]
-		}
-		h.renewalsMu.Unlock()
+	if out.Spec.RenewTime != nil && h.onWrite != nil {
+		h.onWrite(out.Spec.RenewTime.Time, sent)
 	}
 	return nil
 }

@@ -32,7 +32,89 @@ type View struct {
 	refreshes chan struct{}
 
 	subsMu sync.Mutex
-	subs   []chan struct{}
+	subs   []*Changes
+}
+
+// Kind is a kind of object the view holds.
+type Kind uint8
+
+// The kinds a subscriber can ask to hear about.
+const (
+	KindServices Kind = 1 << iota // Services, and EndpointSlices by their Service
+	KindNodes
+	KindLeases
+)
+
+// Changes collects what changed in the view for one subscriber, by key, so
+// that the subscriber re-reads only those objects. C receives a signal
+// (coalesced) whenever something was added.
+type Changes struct {
+	C     <-chan struct{}
+	c     chan struct{}
+	kinds Kind
+	keys  bool // false: signal only, remember nothing
+
+	mu    sync.Mutex
+	delta Delta
+}
+
+// Delta is what changed since the last Take.
+type Delta struct {
+	// All: the informers were replaced (or this is the first Take); read
+	// everything.
+	All bool
+	// Services by namespace/name; an EndpointSlice change names its Service.
+	Services map[string]bool
+	Nodes    map[string]bool // by name
+	Leases   map[string]bool // by name, in the coordination namespace
+}
+
+// Take returns what changed since the previous Take and forgets it.
+func (c *Changes) Take() Delta {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.delta
+	c.delta = Delta{}
+	return d
+}
+
+func (c *Changes) add(kind Kind, key string, all bool) {
+	if c.kinds&kind == 0 && !all {
+		return
+	}
+	if !c.keys {
+		c.signal()
+		return
+	}
+	c.mu.Lock()
+	d := &c.delta
+	switch {
+	case all:
+		d.All = true
+	case kind == KindServices:
+		d.Services = addKey(d.Services, key)
+	case kind == KindNodes:
+		d.Nodes = addKey(d.Nodes, key)
+	case kind == KindLeases:
+		d.Leases = addKey(d.Leases, key)
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *Changes) signal() {
+	select {
+	case c.c <- struct{}{}:
+	default:
+	}
+}
+
+func addKey(m map[string]bool, k string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[k] = true
+	return m
 }
 
 // informerSet is one generation of informers.
@@ -68,16 +150,24 @@ func (v *View) newSet() *informerSet {
 		}),
 		leases: newInformer(c.Coordination, "leases", v.leaseNS, &coordinationv1.Lease{}, nil),
 	}
-	notify := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { v.poke() },
-		UpdateFunc: func(any, any) { v.poke() },
-		DeleteFunc: func(any) { v.poke() },
-	}
-	for _, inf := range s.all() {
-		if _, err := inf.AddEventHandler(notify); err != nil {
+	handle := func(inf cache.SharedIndexInformer, kind Kind, keys func(obj any) []string) {
+		changed := func(obj any) {
+			for _, k := range keys(obj) {
+				v.changed(kind, k)
+			}
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    changed,
+			UpdateFunc: func(old, cur any) { changed(old); changed(cur) },
+			DeleteFunc: changed,
+		}); err != nil {
 			panic(fmt.Sprintf("informer handler: %v", err)) // only fails once stopped
 		}
 	}
+	handle(s.services, KindServices, objectKey)
+	handle(s.nodes, KindNodes, objectName)
+	handle(s.leases, KindLeases, objectName)
+	handle(s.slices, KindServices, sliceService)
 	return s
 }
 
@@ -123,26 +213,74 @@ func (s *informerSet) waitSynced(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), fns...)
 }
 
-// Subscribe returns a channel that receives a signal (coalesced) whenever
-// anything in the view changes. Each reader needs its own: a signal taken by
-// one is not seen by another.
-func (v *View) Subscribe() <-chan struct{} {
-	c := make(chan struct{}, 1)
+// Subscribe returns the changes of the given kinds as they happen, for one
+// reader; its first Take says All.
+func (v *View) Subscribe(kinds Kind) *Changes {
+	ch := make(chan struct{}, 1)
+	c := &Changes{C: ch, c: ch, kinds: kinds, keys: true, delta: Delta{All: true}}
+	ch <- struct{}{}
 	v.subsMu.Lock()
 	defer v.subsMu.Unlock()
 	v.subs = append(v.subs, c)
 	return c
 }
 
-func (v *View) poke() {
+// Notify returns a channel that receives a signal (coalesced) whenever an
+// object of the given kinds changes, for a reader that re-reads everything.
+func (v *View) Notify(kinds Kind) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	v.subsMu.Lock()
+	defer v.subsMu.Unlock()
+	v.subs = append(v.subs, &Changes{C: ch, c: ch, kinds: kinds})
+	return ch
+}
+
+func (v *View) changed(kind Kind, key string) {
 	v.subsMu.Lock()
 	defer v.subsMu.Unlock()
 	for _, c := range v.subs {
-		select {
-		case c <- struct{}{}:
-		default:
+		c.add(kind, key, false)
+	}
+}
+
+// replaced tells every subscriber to read everything again.
+func (v *View) replaced() {
+	v.subsMu.Lock()
+	defer v.subsMu.Unlock()
+	for _, c := range v.subs {
+		c.add(0, "", true)
+	}
+}
+
+// objectKey is namespace/name, or name for cluster-scoped objects.
+func objectKey(obj any) []string {
+	k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return nil
+	}
+	return []string{k}
+}
+
+func objectName(obj any) []string {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if m, ok := obj.(metav1.Object); ok {
+		return []string{m.GetName()}
+	}
+	return nil
+}
+
+func sliceService(obj any) []string {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
+			return []string{s.Namespace + "/" + name}
 		}
 	}
+	return nil
 }
 
 // Refresh asks Run to replace the informers (see View); requests coalesce.
@@ -173,7 +311,7 @@ func (v *View) Run(ctx context.Context) error {
 			continue
 		}
 		v.cur.Swap(next).shutdown()
-		v.poke()
+		v.replaced()
 	}
 }
 
@@ -195,6 +333,27 @@ func (v *View) Nodes() []*corev1.Node { return list[*corev1.Node](v.cur.Load().n
 func (v *View) EndpointSlices(namespace, service string) []*discoveryv1.EndpointSlice {
 	objs, _ := v.cur.Load().slices.GetIndexer().ByIndex(byService, namespace+"/"+service)
 	return typed[*discoveryv1.EndpointSlice](objs)
+}
+
+// Service returns the Service with the given namespace/name key.
+func (v *View) Service(key string) (*corev1.Service, bool) {
+	return get[*corev1.Service](v.cur.Load().services, key)
+}
+
+// Node returns the Node with the given name.
+func (v *View) Node(name string) (*corev1.Node, bool) {
+	return get[*corev1.Node](v.cur.Load().nodes, name)
+}
+
+// Lease returns the Lease with the given name in the coordination namespace.
+func (v *View) Lease(name string) (*coordinationv1.Lease, bool) {
+	return get[*coordinationv1.Lease](v.cur.Load().leases, v.leaseNS+"/"+name)
+}
+
+func get[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
+	obj, ok, err := inf.GetStore().GetByKey(key)
+	t, isT := obj.(T)
+	return t, ok && err == nil && isT
 }
 
 // Leases returns the Leases of the coordination namespace.

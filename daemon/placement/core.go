@@ -859,6 +859,9 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	if fair == 0 || c.count[c.self] <= fair {
 		return
 	}
+	// Looking costs a score per owned address and node: at most once per
+	// renew interval, found or not.
+	c.nextShed = s.now.Add(c.t.Renew)
 	var best netip.Addr
 	var target string
 	for ip := range s.owned(c) {
@@ -879,7 +882,6 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 		return
 	}
 	c.handover, c.handoverAt = best, s.now
-	c.nextShed = s.now.Add(c.t.Renew)
 	s.disown(c, best)
 	s.note(slog.LevelInfo, "handing an address over to balance the load", "ip", best, "to", target,
 		"held", c.count[c.self], "fair_share", fair)
@@ -967,9 +969,10 @@ func (c *Core) finish(s *step, stale bool) {
 
 // wake is how long until the core must step again by itself: a peer
 // expiring, the own view going stale, settling or a hand-over ending, and
-// at least every renew interval so that AnswerUntil never runs out.
+// at least every renew interval and well within window, so that a step
+// that is merely a little late never looks like a pause.
 func (c *Core) wake(now time.Time) time.Duration {
-	wake := c.t.Renew
+	wake := min(c.t.Renew, c.t.window()/2)
 	for _, p := range c.peers {
 		if p.live {
 			wake = min(wake, p.seenAt.Add(c.t.Lease).Sub(now))

@@ -350,6 +350,19 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "a step later than due but within the window is not a pause",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				p := s.fresh(lease("b"), lease("c"))
+				if p.Wake > timings.window()/2 {
+					t.Errorf("wakes after %v, more than half the window %v", p.Wake, timings.window())
+				}
+				s.advance(timings.window() - time.Millisecond)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+			},
+			want: []string{x},
+		},
+		{
 			name: "restart: restores its own claims, minus those a peer holds now, and answers at once",
 			run: func(t *testing.T, s *sim) Plan {
 				mine := lease("a", x, y)

@@ -232,14 +232,23 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
-// BenchmarkSteadyState: 3 nodes and 1,000 Services, once everything is
-// placed: API writes per node per second (from the API server's own
-// counters), and the largest RSS and CPU of the three daemons, over ten
-// consecutive 30 s windows of idling; median and p99 (the worst window).
+// BenchmarkSteadyState: 3 nodes and 1,000 Services, and 10 nodes and 2,000
+// Services, once everything is placed: API writes per node per second (from
+// the API server's own counters), and the largest RSS and CPU of the
+// daemons, over consecutive 30 s windows of idling; median and p99 (the
+// worst window).
 func BenchmarkSteadyState(b *testing.B) {
-	const n, windows, window = 1000, 10, 30 * time.Second
+	for _, c := range []struct{ nodes, services, windows int }{{3, 1000, 10}, {10, 2000, 5}} {
+		b.Run(fmt.Sprintf("nodes=%d/services=%d", c.nodes, c.services), func(b *testing.B) {
+			steadyState(b, c.nodes, c.services, c.windows)
+		})
+	}
+}
+
+func steadyState(b *testing.B, nodes, n, windows int) {
+	const window = 30 * time.Second
 	for b.Loop() {
-		l := lab.Start(b, lab.Options{Nodes: 3})
+		l := lab.Start(b, lab.Options{Nodes: nodes})
 		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
 		var wg sync.WaitGroup
 		for w := range 10 {

@@ -99,6 +99,9 @@ func (p *Proc) Output() string {
 	return p.out.String()
 }
 
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool { return p.exited() }
+
 func (p *Proc) exited() bool {
 	select {
 	case <-p.done:
