@@ -131,9 +131,16 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 }
 
-// statusWriters bounds the status writes in flight: thousands of Services
-// after a cold start are written in parallel, within the client's rate limit.
-const statusWriters = 8
+// statusWriters bounds the status writes in flight. After a cold start the
+// leader writes thousands at once, and they should go as fast as the API
+// server takes them: each write waits mostly for the server (admission, etcd,
+// the watchers), so throughput grows with the writes in flight until the
+// server's CPU is the limit. The server's own limit, API Priority and
+// Fairness, gives the daemon's priority level a few hundred requests in
+// flight and queues (or answers 429, which client-go retries) beyond that;
+// this stays well below it, so that the member Lease renewals sharing the
+// connection never wait behind a queue of status writes.
+const statusWriters = 64
 
 // statusWrite is one Service whose status must change.
 type statusWrite struct {
@@ -186,11 +193,31 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		}
 	}
 
+	// Failures first: they are decided already, and after a cold start the
+	// Events of thousands of allocations would crowd them out of the
+	// recorder's queue.
+	for _, s := range snapshot {
+		if why, ok := res.Failed[s.Key]; ok {
+			if a.reported[s.Key] != why.Message {
+				a.reported[s.Key] = why.Message
+				a.log.Warn("cannot allocate", "service", s.Key, "reason", why.Code, "why", why.Message)
+				a.recorder.Event(byKey[s.Key], corev1.EventTypeWarning, reasonFailed, why.Message)
+			}
+		} else {
+			delete(a.reported, s.Key)
+		}
+	}
+
 	sem := make(chan struct{}, statusWriters)
 	var wg sync.WaitGroup
 	for i := range writes {
 		w := &writes[i]
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			w.err = ctx.Err() // leadership lost: write nothing more
+			continue
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			w.err = kube.SetIngress(ctx, a.client, w.svc, w.want)
@@ -205,24 +232,15 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		}
 		switch {
 		case w.err != nil:
-			a.log.Warn("cannot write Service status", "service", w.key, "err", w.err)
+			if ctx.Err() == nil { // else cancelled, not failed: say nothing
+				a.log.Warn("cannot write Service status", "service", w.key, "err", w.err)
+			}
 			failed++
 		case byKey[w.key] == nil:
 			a.log.Info("released addresses of a Service l2lb no longer serves", "service", w.key, "ips", joinIPs(w.have))
 			a.recorder.Eventf(w.svc, corev1.EventTypeNormal, reasonReleased, "Released %s: l2lb no longer serves this Service", joinIPs(w.have))
 		default:
 			a.announceChange(w.svc, w.key, w.want, res.Moved[w.key])
-		}
-	}
-	for _, s := range snapshot {
-		if why, ok := res.Failed[s.Key]; ok {
-			if a.reported[s.Key] != why.Message {
-				a.reported[s.Key] = why.Message
-				a.log.Warn("cannot allocate", "service", s.Key, "reason", why.Code, "why", why.Message)
-				a.recorder.Event(byKey[s.Key], corev1.EventTypeWarning, reasonFailed, why.Message)
-			}
-		} else {
-			delete(a.reported, s.Key)
 		}
 	}
 	for k := range a.reported {

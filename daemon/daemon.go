@@ -123,7 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 	// heartbeat runs with: both are restart-only.
 	placer := newPlacer(placer{
 		node: cfg.NodeName, version: opts.Version, config: w.Current, view: view,
-		changes: view.Subscribe(kube.KindServices | kube.KindNodes | kube.KindLeases),
+		changes:  view.Subscribe(kube.KindServices | kube.KindNodes | kube.KindLeases),
 		recorder: recorder, log: log, decided: life.decided, lead: role.set,
 		core: placement.NewCore(cfg.NodeName, placement.Timings{Renew: co.RenewInterval, Lease: co.LeaseDuration}),
 	})

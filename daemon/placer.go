@@ -198,7 +198,8 @@ func (p *placer) observe(now time.Time) placement.Observation {
 		}
 		switch {
 		case ok:
-			u := placement.LeaseUpdate{Node: node, Member: placement.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale}}
+			u := placement.LeaseUpdate{Node: node, Member: placement.Member{Pools: m.Pools, Claims: m.Claims,
+				Leader: m.Leader, Stale: m.Stale, Handover: m.Handover, HandoverTo: m.HandoverTo}}
 			if l.Spec.RenewTime != nil {
 				u.Renew = l.Spec.RenewTime.Time
 			}
@@ -289,7 +290,7 @@ func (p *placer) apply(plan placement.Plan) {
 	if plan.PublishChanged {
 		m := plan.Publish
 		p.heartbeat.Set(kube.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
-			Digest: p.cfg.Digest(), Version: p.version})
+			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: p.cfg.Digest(), Version: p.version})
 	}
 	if plan.RefreshView {
 		p.view.Refresh()
@@ -324,4 +325,3 @@ func (p *placer) apply(plan placement.Plan) {
 // peerCanTakeOver reports, once run has returned, whether the last
 // decision saw a live peer that could take this node's addresses over.
 func (p *placer) peerCanTakeOver() bool { return p.handover }
-

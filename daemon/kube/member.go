@@ -28,6 +28,9 @@ const (
 	// AnnotationStale is "true" while the node's own view of the cluster
 	// has been stale for a lease duration: it must not lead IPAM.
 	AnnotationStale = "l2lb.dev/stale"
+	// AnnotationHandover is "<ip> <node>" while the node hands an address
+	// it no longer answers for over to that node, to balance the load.
+	AnnotationHandover = "l2lb.dev/handover"
 )
 
 // MemberLeasePrefix starts the name of every member Lease: l2lbd-<node>.
@@ -43,6 +46,9 @@ type Member struct {
 	Leader bool
 	// Stale: the node's view has been stale for a lease duration.
 	Stale bool
+	// Handover, if valid, is offered to node HandoverTo.
+	Handover   netip.Addr
+	HandoverTo string
 }
 
 // ParseMember reads a member Lease. ok is false for Leases that are not
@@ -67,6 +73,11 @@ func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
 	m.Digest, m.Version = a[AnnotationDigest], a[AnnotationVersion]
 	m.Leader = a[AnnotationLeader] == "true"
 	m.Stale = a[AnnotationStale] == "true"
+	if ip, to, ok := strings.Cut(a[AnnotationHandover], " "); ok {
+		if addr, err := netip.ParseAddr(ip); err == nil && to != "" {
+			m.Handover, m.HandoverTo = addr, to
+		}
+	}
 	return node, m, true
 }
 
@@ -88,6 +99,9 @@ func (m Member) annotations() map[string]string {
 	}
 	if m.Stale {
 		a[AnnotationStale] = "true"
+	}
+	if m.Handover.IsValid() {
+		a[AnnotationHandover] = m.Handover.String() + " " + m.HandoverTo
 	}
 	return a
 }
@@ -150,7 +164,7 @@ func (h *Heartbeat) current() (Member, bool) {
 	}
 	out := *m
 	if until := h.validUntil.Load(); until != 0 && int64(time.Since(h.base)) > until {
-		out.Claims, out.Leader = nil, false
+		out.Claims, out.Leader, out.Handover, out.HandoverTo = nil, false, netip.Addr{}, ""
 	}
 	return out, true
 }

@@ -49,6 +49,10 @@ type Member struct {
 	Claims []netip.Addr
 	Leader bool // it claims the IPAM leader role
 	Stale  bool // its view has been stale for a lease duration
+	// Handover, when valid, is an address the node no longer answers for
+	// and offers to node HandoverTo, to balance the load.
+	Handover   netip.Addr
+	HandoverTo string
 }
 
 // LeaseUpdate is a member Lease as it is now in the view.
@@ -217,6 +221,7 @@ type Core struct {
 
 	// Rebalancing: at most one address is being handed over at a time.
 	handover   netip.Addr
+	handoverTo string
 	handoverAt time.Time
 	nextShed   time.Time
 
@@ -365,6 +370,7 @@ func (c *Core) lapse(s *step) {
 	s.next = map[netip.Addr]string{}
 	c.lapsedAt = s.now
 	c.leading = false
+	c.handover, c.handoverTo = netip.Addr{}, ""
 	c.enterFrozen(s)
 	s.full = true
 }
@@ -474,6 +480,13 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 			}
 		}
 		p.claims = claims
+	}
+	if p.member.Handover != m.Handover || p.member.HandoverTo != m.HandoverTo {
+		for _, ip := range []netip.Addr{p.member.Handover, m.Handover} {
+			if ip.IsValid() {
+				s.touch(ip)
+			}
+		}
 	}
 	p.member = m
 }
@@ -744,6 +757,14 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 // address builds placement's input for ip.
 func (c *Core) address(ip netip.Addr, a *address) Address {
 	out := Address{IP: ip, Pool: a.pool}
+	if ip == c.handover {
+		out.OfferedTo = c.handoverTo
+	}
+	for _, p := range c.peers {
+		if p.live && p.member.Handover == ip {
+			out.OfferedTo = p.member.HandoverTo
+		}
+	}
 	for _, k := range a.services {
 		svc := c.services[k]
 		if svc.svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
@@ -864,14 +885,15 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	c.nextShed = s.now.Add(c.t.Renew)
 	var best netip.Addr
 	var target string
+	room := func(node string) bool { return c.count[node]+1 <= fair }
 	for ip := range s.owned(c) {
 		a, ok := c.addrs[ip]
 		if !ok {
 			continue
 		}
 		addr := c.address(ip, a)
-		to := Preferred(nodes, &addr)
-		if to == "" || to == c.self || c.count[to]+1 > fair {
+		to := HandoverTarget(nodes, &addr, c.self, room)
+		if to == "" {
 			continue
 		}
 		if !best.IsValid() || ip.Less(best) {
@@ -881,7 +903,7 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	if !best.IsValid() {
 		return
 	}
-	c.handover, c.handoverAt = best, s.now
+	c.handover, c.handoverTo, c.handoverAt = best, target, s.now
 	s.disown(c, best)
 	s.note(slog.LevelInfo, "handing an address over to balance the load", "ip", best, "to", target,
 		"held", c.count[c.self], "fair_share", fair)
@@ -894,7 +916,7 @@ func (c *Core) endHandover(s *step) {
 	if !ip.IsValid() || !c.claimedByPeer(ip) && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
 	}
-	c.handover = netip.Addr{}
+	c.handover, c.handoverTo = netip.Addr{}, ""
 	s.touch(ip)
 }
 
@@ -945,7 +967,8 @@ func (c *Core) finish(s *step, stale bool) {
 	c.answerUntil = now.Add(c.t.window())
 	s.plan.AnswerUntil = c.answerUntil
 
-	pub := Member{Pools: c.publish.Pools, Claims: c.publish.Claims, Leader: c.leading, Stale: stale}
+	pub := Member{Pools: c.publish.Pools, Claims: c.publish.Claims, Leader: c.leading, Stale: stale,
+		Handover: c.handover, HandoverTo: c.handoverTo}
 	if s.full || !c.started {
 		pub.Pools = slices.Sorted(maps.Keys(c.ownPools))
 	}
@@ -953,7 +976,8 @@ func (c *Core) finish(s *step, stale bool) {
 		pub.Claims = slices.SortedFunc(maps.Keys(c.owned), func(a, b netip.Addr) int { return a.Compare(b) })
 	}
 	s.plan.PublishChanged = !c.started || !slices.Equal(pub.Pools, c.publish.Pools) || !slices.Equal(pub.Claims, c.publish.Claims) ||
-		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale
+		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale ||
+		pub.Handover != c.publish.Handover || pub.HandoverTo != c.publish.HandoverTo
 	c.publish = pub
 	s.plan.Publish = pub
 	s.plan.Healthy = !c.frozen

@@ -191,8 +191,8 @@ func hasNote(p Plan, substr string) bool {
 var abc = []string{"a", "b", "c"}
 
 func TestCoreTransitions(t *testing.T) {
-	x := ownedBy("a", abc)            // a wins x among a, b, c
-	y := ownedBy("b", abc)            // b wins y
+	x := ownedBy("a", abc) // a wins x among a, b, c
+	y := ownedBy("b", abc) // b wins y
 	// b wins z, and a wins it once b is gone.
 	z := addrWhere(func(ip string) bool { return winner(ip, abc...) == "b" && winner(ip, "a", "c") == "a" })
 	xa := ownedBy("a", []string{"a"}) // any address, for a alone
@@ -495,27 +495,26 @@ func TestCoreTransitions(t *testing.T) {
 					t.Fatalf("answering %d after the first hand-over, want 11", len(s.c.owned))
 				}
 				handed := 12 - len(s.c.owned)
-				// The peers take what a hands over; a waits for that.
+				// The peer a offers an address to takes it; a waits for that.
 				peerClaims := map[string][]string{"b": nil, "c": nil}
 				for i := 0; i < 20 && len(s.c.owned) > 5; i++ {
-					prev := maps.Clone(s.c.owned)
-					s.advance(timings.Renew)
-					var leases []LeaseUpdate
-					for _, ip := range all {
-						if _, still := s.c.owned[netip.MustParseAddr(ip)]; still {
-							continue
+					prev := len(s.c.owned)
+					if h := s.plan.Publish.Handover; h.IsValid() {
+						to := s.plan.Publish.HandoverTo
+						if to != "b" && to != "c" {
+							t.Fatalf("offered %s to %q", h, to)
 						}
-						to := winner(ip, "b", "c")
-						if !slices.Contains(peerClaims[to], ip) {
-							peerClaims[to] = append(peerClaims[to], ip)
+						if _, still := s.c.owned[h]; still {
+							t.Fatalf("offers %s while answering for it", h)
 						}
+						peerClaims[to] = append(peerClaims[to], h.String())
 					}
-					leases = append(leases, lease("b", peerClaims["b"]...), lease("c", peerClaims["c"]...))
-					p = s.step(s.renewed(Observation{Leases: s.renewPeers(leases)}))
-					if d := len(prev) - len(s.c.owned); d > 1 {
+					s.advance(timings.Renew)
+					p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", peerClaims["b"]...), lease("c", peerClaims["c"]...)})}))
+					if d := prev - len(s.c.owned); d > 1 {
 						t.Fatalf("handed %d addresses over in one step", d)
 					}
-					handed += len(prev) - len(s.c.owned)
+					handed += prev - len(s.c.owned)
 				}
 				if got := len(s.c.owned); got > 5 { // ⌈1.1 · 12 / 3⌉ = 5
 					t.Errorf("holds %d after rebalancing, want at most 5", got)

@@ -57,6 +57,9 @@ type Address struct {
 	// Sharers are the Services holding IP; a shared address needs a node
 	// eligible for every one of them.
 	Sharers []Sharer
+	// OfferedTo names the node its owner hands it over to, to balance the
+	// load: with no claimant left, that node takes it if eligible.
+	OfferedTo string
 }
 
 // Eligible reports whether n may answer for a.
@@ -84,16 +87,19 @@ func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
 	return owners
 }
 
-// Owner returns the owner of a: the highest-scoring eligible claimant, else
-// the highest-scoring eligible node; "" when no node is eligible.
+// Owner returns the owner of a: the highest-scoring eligible claimant; else
+// the node it is offered to, if eligible; else the highest-scoring eligible
+// node; "" when no node is eligible.
 func Owner(nodes []Node, a *Address) string {
 	var best, bestClaimant *Node
 	var bestScore, bestClaimScore uint64
+	offered := false
 	for j := range nodes {
 		n := &nodes[j]
 		if !Eligible(n, a) {
 			continue
 		}
+		offered = offered || n.Name == a.OfferedTo
 		s := Score(a.IP, n.Name)
 		if best == nil || better(s, n.Name, bestScore, best.Name) {
 			best, bestScore = n, s
@@ -105,20 +111,23 @@ func Owner(nodes []Node, a *Address) string {
 	switch {
 	case bestClaimant != nil:
 		return bestClaimant.Name
+	case offered:
+		return a.OfferedTo
 	case best != nil:
 		return best.Name
 	}
 	return ""
 }
 
-// Preferred returns the eligible node rendezvous prefers for a, claims
-// aside: where a goes when its owner lets it go.
-func Preferred(nodes []Node, a *Address) string {
+// HandoverTarget returns the node a should be handed to, to balance the
+// load: of the eligible nodes other than from that have room (room says
+// whether a node may take one more), the one rendezvous prefers.
+func HandoverTarget(nodes []Node, a *Address, from string, room func(node string) bool) string {
 	var best *Node
 	var bestScore uint64
 	for j := range nodes {
 		n := &nodes[j]
-		if !Eligible(n, a) {
+		if n.Name == from || !Eligible(n, a) || !room(n.Name) {
 			continue
 		}
 		if s := Score(a.IP, n.Name); best == nil || better(s, n.Name, bestScore, best.Name) {

@@ -49,8 +49,14 @@ func winner(ip string, names ...string) string {
 	return best
 }
 
+func offered(a Address, to string) Address { a.OfferedTo = to; return a }
+
 func TestPlace(t *testing.T) {
 	const ip = "198.51.100.200"
+	loser := "a" // a node rendezvous does not prefer
+	if winner(ip, "a", "b", "c") == "a" {
+		loser = "b"
+	}
 	tests := []struct {
 		name  string
 		nodes []Node
@@ -67,6 +73,9 @@ func TestPlace(t *testing.T) {
 		{"shared needs every sharer", []Node{node("a"), node("b"), node("c")}, addr(ip, local("a", "b"), local("b", "c")), "b"},
 		{"two claimants: highest score", []Node{node("a", claims(ip)), node("b", claims(ip)), node("c")}, addr(ip), winner(ip, "a", "b")},
 		{"nobody eligible", []Node{node("a", func(n *Node) { n.Live = false })}, addr(ip), ""},
+		{"offered, no claimant: the offered node", []Node{node("a"), node("b"), node("c")}, offered(addr(ip), loser), loser},
+		{"offered, but a claimant keeps it", []Node{node("a", claims(ip)), node("b")}, offered(addr(ip), "b"), "a"},
+		{"offered to an ineligible node: rendezvous", []Node{node("a"), node("b", func(n *Node) { n.Ready = false })}, offered(addr(ip), "b"), "a"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +109,30 @@ func claimAll(nodes []Node, owners map[netip.Addr]string) {
 
 // Adding a node moves nothing; removing one moves only its addresses; the
 // spread over nodes is even.
+func TestHandoverTarget(t *testing.T) {
+	const ip = "198.51.100.200"
+	all := func(string) bool { return true }
+	tests := []struct {
+		name  string
+		nodes []Node
+		room  func(string) bool
+		want  string
+	}{
+		{"rendezvous among the others", []Node{node("a"), node("b"), node("c")}, all, winner(ip, "b", "c")},
+		{"only nodes with room", []Node{node("a"), node("b"), node("c")}, func(n string) bool { return n == "c" }, "c"},
+		{"only eligible nodes", []Node{node("a"), node("b", func(n *Node) { n.Live = false }), node("c")}, all, "c"},
+		{"nobody", []Node{node("a"), node("b", func(n *Node) { n.Excluded = true })}, all, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := addr(ip)
+			if got := HandoverTarget(tc.nodes, &a, "a", tc.room); got != tc.want {
+				t.Errorf("target %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestPlaceStability(t *testing.T) {
 	addrs := manyAddrs(3000)
 	nodes := []Node{node("n0"), node("n1"), node("n2")}
