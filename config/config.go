@@ -15,11 +15,22 @@ import (
 // DefaultPath is where packages install the configuration file.
 const DefaultPath = "/etc/l2lb/l2lbd.yaml"
 
+// DefaultQPS and DefaultBurst are kubernetes.qps and kubernetes.burst's
+// defaults. Steady state needs one request per second (the Lease renewal);
+// these matter for the status writes after a cold start, which they let run
+// as fast as the API server takes them.
+const (
+	DefaultQPS   = 500
+	DefaultBurst = 1000
+)
+
 // Config is one parsed, defaulted and validated configuration file.
 type Config struct {
 	// NodeName must equal the Kubernetes Node name; defaults to the hostname.
 	NodeName   string
 	Kubeconfig string
+	// Kubernetes tunes the client of the API server at Kubeconfig.
+	Kubernetes Kubernetes
 	// LoadBalancerClass selects the Services l2lb serves; ServeUnclassed adds
 	// LoadBalancer Services that set no class.
 	LoadBalancerClass string
@@ -28,6 +39,7 @@ type Config struct {
 	// interface whose subnet contains the IP.
 	Interfaces   []string
 	Pools        []Pool
+	Placement    Placement
 	Coordination Coordination
 	Announce     Announce
 	Metrics      Metrics
@@ -49,6 +61,27 @@ type Pool struct {
 	// Namespaces, when non-empty, are the only namespaces whose Services may
 	// use this pool.
 	Namespaces []string
+}
+
+// Placement configures how addresses are spread over the nodes.
+type Placement struct {
+	// Rebalance moves addresses from a node that holds more than its fair
+	// share (after restarts) to the nodes rendezvous hashing prefers, one
+	// graceful handover at a time and rate-limited. Off, an address stays
+	// with its owner until that node fails: a move breaks the long-lived
+	// connections some clients hold.
+	Rebalance bool
+}
+
+// Kubernetes configures the client of the API server. It takes effect at a
+// restart, like Kubeconfig.
+type Kubernetes struct {
+	// QPS and Burst are the client-side token bucket shared by every
+	// request. They are set high enough that the API server, which answers
+	// 429 when it is overloaded, is the limit: after a cold start the IPAM
+	// leader writes thousands of Service statuses at once.
+	QPS   float64
+	Burst int
 }
 
 // Coordination configures the Lease protocol between the nodes.
@@ -83,14 +116,16 @@ func Default() Config {
 		Kubeconfig:        "/etc/l2lb/kubeconfig",
 		LoadBalancerClass: "l2lb.dev/layer2",
 		ServeUnclassed:    true,
+		Placement:         Placement{Rebalance: true},
 		Coordination: Coordination{
 			Namespace:     "kube-system",
 			RenewInterval: time.Second,
 			LeaseDuration: 3 * time.Second,
 		},
-		Announce: Announce{Count: 3, Interval: time.Second},
-		Metrics:  Metrics{Address: "127.0.0.1:9473"},
-		Log:      Log{Level: slog.LevelInfo},
+		Kubernetes: Kubernetes{QPS: DefaultQPS, Burst: DefaultBurst},
+		Announce:   Announce{Count: 3, Interval: time.Second},
+		Metrics:    Metrics{Address: "127.0.0.1:9473"},
+		Log:        Log{Level: slog.LevelInfo},
 	}
 }
 

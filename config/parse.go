@@ -352,6 +352,29 @@ func (d *decoder) integer(dst *int) fieldFunc {
 	}
 }
 
+func (d *decoder) number(dst *float64) fieldFunc {
+	return func(n *yaml.Node, path string) {
+		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+			d.fail(n, path, "want a number, got %s", describe(n))
+			return
+		}
+		var v float64
+		var err error
+		if n.Tag == "!!int" {
+			var i int64
+			i, err = strconv.ParseInt(n.Value, 0, 64)
+			v = float64(i)
+		} else {
+			v, err = strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		}
+		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+			d.fail(n, path, "want a finite number, got %q", n.Value)
+			return
+		}
+		*dst = v
+	}
+}
+
 func (d *decoder) duration(dst *time.Duration) fieldFunc {
 	return func(n *yaml.Node, path string) {
 		if n.Kind != yaml.ScalarNode || (n.Tag != "!!str" && n.Tag != "!!int") {
@@ -428,6 +451,15 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 		"pools": func(n *yaml.Node, path string) {
 			d.list(n, path, func(item *yaml.Node, ipath string) {
 				c.Pools = append(c.Pools, d.pool(item, ipath))
+			})
+		},
+		"placement": func(n *yaml.Node, path string) {
+			d.mapping(n, path, map[string]fieldFunc{"rebalance": d.boolean(&c.Placement.Rebalance)})
+		},
+		"kubernetes": func(n *yaml.Node, path string) {
+			d.mapping(n, path, map[string]fieldFunc{
+				"qps":   d.number(&c.Kubernetes.QPS),
+				"burst": d.integer(&c.Kubernetes.Burst),
 			})
 		},
 		"coordination": func(n *yaml.Node, path string) {

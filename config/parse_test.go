@@ -27,6 +27,9 @@ func TestParseDefaults(t *testing.T) {
 		{"renewInterval", c.Coordination.RenewInterval, time.Second},
 		{"leaseDuration", c.Coordination.LeaseDuration, 3 * time.Second},
 		{"namespace", c.Coordination.Namespace, "kube-system"},
+		{"placement.rebalance", c.Placement.Rebalance, true},
+		{"kubernetes.qps", c.Kubernetes.QPS, float64(DefaultQPS)},
+		{"kubernetes.burst", c.Kubernetes.Burst, DefaultBurst},
 		{"announce.count", c.Announce.Count, 3},
 		{"announce.interval", c.Announce.Interval, time.Second},
 		{"announce.refresh", c.Announce.Refresh, time.Duration(0)},
@@ -109,6 +112,17 @@ func TestParseErrors(t *testing.T) {
 		{"lease too short", pool("coordination:\n  renewInterval: 2s\n"), []string{"f.yaml:5:3: coordination.leaseDuration: must be at least twice renewInterval (4s), got 3s"}},
 		{"duration syntax", pool("coordination:\n  leaseDuration: 3\n"), []string{`f.yaml:5:18: coordination.leaseDuration: want a duration such as 1s or 500ms, got "3"`}},
 		{"namespace bad", pool("coordination:\n  namespace: kube_system\n"), []string{`f.yaml:5:14: coordination.namespace: "kube_system" is not valid: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`}},
+		{"rebalance not bool", pool("placement:\n  rebalance: no\n"), []string{`f.yaml:5:14: placement.rebalance: want true or false, got str "no"`}},
+		{"placement unknown", pool("placement:\n  rebalanced: false\n"), []string{`f.yaml:5:3: placement.rebalanced: unknown field; did you mean "rebalance"?`}},
+		{"placement not mapping", pool("placement: true\n"), []string{`f.yaml:4:12: placement: want a mapping of fields, got bool "true"`}},
+		{"qps zero", pool("kubernetes:\n  qps: 0\n"), []string{"f.yaml:5:8: kubernetes.qps: must be more than 0 requests per second, got 0"}},
+		{"qps negative", pool("kubernetes:\n  qps: -2.5\n"), []string{"f.yaml:5:8: kubernetes.qps: must be more than 0 requests per second, got -2.5"}},
+		{"qps word", pool("kubernetes:\n  qps: fast\n"), []string{`f.yaml:5:8: kubernetes.qps: want a number, got str "fast"`}},
+		{"qps infinite", pool("kubernetes:\n  qps: .inf\n"), []string{`f.yaml:5:8: kubernetes.qps: want a finite number, got ".inf"`}},
+		{"qps nan", pool("kubernetes:\n  qps: .nan\n"), []string{`f.yaml:5:8: kubernetes.qps: want a finite number, got ".nan"`}},
+		{"burst zero", pool("kubernetes:\n  burst: 0\n"), []string{"f.yaml:5:10: kubernetes.burst: must be at least 1, got 0"}},
+		{"burst fraction", pool("kubernetes:\n  burst: 1.5\n"), []string{`f.yaml:5:10: kubernetes.burst: want a whole number, got float "1.5"`}},
+		{"kubernetes unknown", pool("kubernetes:\n  qpd: 5\n"), []string{`f.yaml:5:3: kubernetes.qpd: unknown field; did you mean "qps"?`}},
 		{"count zero", pool("announce:\n  count: 0\n"), []string{"f.yaml:5:10: announce.count: must be between 1 and 100, got 0"}},
 		{"count word", pool("announce:\n  count: three\n"), []string{`f.yaml:5:10: announce.count: want a whole number, got str "three"`}},
 		{"count huge", pool("announce:\n  count: 99999999999999\n"), []string{`f.yaml:5:10: announce.count: want a whole number, got "99999999999999"`}},
@@ -159,6 +173,8 @@ pools:
   - name: b
     addresses: [198.51.100.21/32]
 coordination: {namespace: l2lb, renewInterval: 100ms, leaseDuration: 200ms}
+placement: {rebalance: false}
+kubernetes: {qps: 2.5, burst: 1}
 announce: {count: 100, interval: 10ms, refresh: 30s}
 metrics: {address: ""}
 log: {level: debug}
@@ -170,6 +186,9 @@ kubeconfig: ~
 	}
 	if c.ServeUnclassed || c.Pools[0].AutoAssign || !c.Pools[0].AvoidBuggyIPs || c.Metrics.Address != "" || c.Log.Level != slog.LevelDebug {
 		t.Errorf("booleans/strings not applied: %+v", c)
+	}
+	if c.Placement.Rebalance || c.Kubernetes != (Kubernetes{QPS: 2.5, Burst: 1}) {
+		t.Errorf("placement/kubernetes not applied: %+v %+v", c.Placement, c.Kubernetes)
 	}
 	if c.Kubeconfig != Default().Kubeconfig {
 		t.Errorf("null kubeconfig should keep the default, got %q", c.Kubeconfig)
@@ -226,6 +245,20 @@ func TestValidateInCode(t *testing.T) {
 	c.NodeName = "n"
 	if err := Validate(&c); err == nil || err.Error() != "config: pools: at least one pool is required" {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestParseNumbers checks the forms YAML allows for kubernetes.qps.
+func TestParseNumbers(t *testing.T) {
+	for in, want := range map[string]float64{"500": 500, "1_000": 1000, "0x10": 16, "2.5": 2.5, "1e3": 1000, ".5": 0.5} {
+		c, err := Parse("f.yaml", []byte(minimal+"kubernetes: {qps: "+in+"}\n"), "h")
+		if err != nil {
+			t.Errorf("qps: %s: %v", in, err)
+			continue
+		}
+		if c.Kubernetes.QPS != want {
+			t.Errorf("qps: %s: got %v, want %v", in, c.Kubernetes.QPS, want)
+		}
 	}
 }
 

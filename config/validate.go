@@ -47,6 +47,13 @@ func validate(c *Config, locate locator) []error {
 		v.fail("coordination.leaseDuration", "must be at least twice renewInterval (%v), got %v", 2*co.RenewInterval, co.LeaseDuration)
 	}
 
+	if k := c.Kubernetes; !(k.QPS > 0) {
+		v.fail("kubernetes.qps", "must be more than 0 requests per second, got %v", k.QPS)
+	}
+	if k := c.Kubernetes; k.Burst < 1 {
+		v.fail("kubernetes.burst", "must be at least 1, got %d", k.Burst)
+	}
+
 	an := c.Announce
 	if an.Count < 1 || an.Count > 100 {
 		v.fail("announce.count", "must be between 1 and 100, got %d", an.Count)

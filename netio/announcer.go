@@ -1,12 +1,15 @@
 package netio
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,16 +21,9 @@ const (
 	DefaultAnnounceInterval = time.Second
 )
 
-// Bounds on how often things may be retried or repeated.
-const (
-	// conflictHoldoff is how long the same IP, MAC and interface are not
-	// reported again: a peer announcing every second must not turn into a
-	// callback per frame.
-	conflictHoldoff = time.Second
-	// reopenBackoff is how long a port whose socket failed or could not
-	// be opened waits before the next attempt.
-	reopenBackoff = time.Second
-)
+// reopenBackoff is how long a port whose socket failed or could not be
+// opened waits before the next attempt.
+const reopenBackoff = time.Second
 
 // Options configure an Announcer. The zero value is usable.
 type Options struct {
@@ -44,11 +40,18 @@ type Options struct {
 	// AnnounceRefresh, if positive, re-announces every owned IP that often,
 	// so switch MAC tables and neighbour caches never age out.
 	AnnounceRefresh time.Duration
-	// OnConflict is called when another MAC claims an owned IP. It runs on
-	// Run's goroutine and must not block; the same IP, MAC and interface
-	// are reported at most once per second. Nil ignores conflicts (they are
-	// still counted).
+	// OnConflict is called for every frame in which another MAC claims an
+	// owned IP: a peer announcing every second is a call every second, and
+	// de-duplicating and logging are the caller's. It runs on Run's
+	// goroutine and must not block. Claims that arrive faster than Run
+	// hands them over are dropped; Stats counts them all. Nil ignores
+	// conflicts.
 	OnConflict func(Conflict)
+	// OnLinks is called when what Links returns has changed: after the
+	// first listing, and whenever a link appears or goes, turns usable or
+	// unusable, or its prefixes change. It runs on Run's goroutine and
+	// must not block.
+	OnLinks func()
 }
 
 // A Conflict is another host claiming an owned IP: an ARP packet with that
@@ -58,6 +61,19 @@ type Conflict struct {
 	IP        netip.Addr
 	MAC       net.HardwareAddr
 	Interface string
+}
+
+// Link is one interface as netio sees it.
+type Link struct {
+	Name  string
+	Index int
+	// Usable means neighbours can reach us here: the link is up, has
+	// carrier, does ARP and has an Ethernet MAC. Only usable links are
+	// answered on.
+	Usable bool
+	// Prefixes are the subnets of the link's addresses, masked, IPv4 and
+	// IPv6, sorted and without duplicates.
+	Prefixes []netip.Prefix
 }
 
 // An Announcer answers ARP and NDP for the desired set of IPs on their
@@ -72,6 +88,7 @@ type Announcer struct {
 	stats     statsTable
 	wake      chan struct{}
 	conflicts chan Conflict
+	links     atomic.Pointer[[]Link]
 	running   atomic.Bool
 	sys       system
 }
@@ -116,15 +133,39 @@ func (a *Announcer) SetDesired(m map[netip.Addr]string) {
 	}
 }
 
+// AnswerUntil sets the answer deadline: after t, nothing is answered and no
+// announcement is sent until a call with a later t. Its owner calls it
+// after every decision with a bound ahead, so a process that was stopped
+// (SIGSTOP, a frozen VM) resumes past its deadline and says nothing from
+// what it knew before the pause until it has decided again. t is compared
+// by the monotonic clock when it carries a reading (time.Now().Add(d)
+// does). Each call replaces the deadline; before the first there is none.
+// Announcements that fall due after the deadline are skipped, not
+// postponed.
+func (a *Announcer) AnswerUntil(t time.Time) {
+	a.view.answerUntil(t)
+}
+
+// Links returns every interface of the host but loopbacks, sorted by name,
+// as Run last listed them, and whether Run has listed them yet (OnLinks is
+// called when it has). The slice is shared: do not modify it.
+func (a *Announcer) Links() ([]Link, bool) {
+	p := a.links.Load()
+	if p == nil {
+		return nil, false
+	}
+	return *p, true
+}
+
 // Stats returns the counters of every interface that has been served, by
 // interface name.
 func (a *Announcer) Stats() map[string]InterfaceStats {
 	return a.stats.snapshot()
 }
 
-// report is the responders' non-blocking way to hand over a conflict; when
-// the queue is full the conflict is still counted and the next frame of the
-// same claim reports it.
+// report is the responders' non-blocking way to hand over a conflict. The
+// queue is bounded: when it is full the conflict is dropped (it is still
+// counted), and the next frame of the same claim reports it.
 func (a *Announcer) report(c Conflict) {
 	select {
 	case a.conflicts <- c:
@@ -156,7 +197,6 @@ func (a *Announcer) Run(ctx context.Context) error {
 		ports:    make(map[string]*port),
 		retry:    make(map[string]time.Time),
 		seen:     desiredSet{},
-		reported: make(map[conflictKey]time.Time),
 		portDown: make(chan *port, 16),
 		events:   make(chan netEvent, 16),
 	}
@@ -167,6 +207,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 	if err := l.resync(); err != nil {
 		return fmt.Errorf("netio: list interfaces: %w", err)
 	}
+	l.publish()
 	l.wg.Go(func() { l.watch(ctx, w) })
 	return l.run(ctx)
 }
@@ -201,15 +242,10 @@ func (l link) resolves() bool {
 	return l.flags&(flagLoopback|flagNoARP) == 0
 }
 
+// ifAddr is an address configured on a link, with its prefix length.
 type ifAddr struct {
-	index int
-	addr  netip.Addr
-}
-
-type conflictKey struct {
-	ip    netip.Addr
-	mac   string
-	iface string
+	index  int
+	prefix netip.Prefix
 }
 
 // port is everything open on one interface.
@@ -241,7 +277,6 @@ type loop struct {
 	names    map[string]bool // interfaces named in seen
 	bursts   []*burst
 	refresh  time.Time
-	reported map[conflictKey]time.Time
 	portDown chan *port
 	events   chan netEvent
 	wg       sync.WaitGroup
@@ -272,7 +307,8 @@ func (l *loop) run(ctx context.Context) error {
 			l.apply(ev)
 		drain:
 			// Apply whatever else is queued before publishing, so a
-			// burst of address changes is one rebuild of the host set.
+			// burst of address changes is one rebuild of the host set
+			// and of the links.
 			for {
 				select {
 				case ev := <-l.events:
@@ -281,6 +317,7 @@ func (l *loop) run(ctx context.Context) error {
 					break drain
 				}
 			}
+			l.publish()
 		case p := <-l.portDown:
 			if l.ports[p.ifi.name] == p {
 				log.Warn("socket failed; reopening", "interface", p.ifi.name)
@@ -288,7 +325,9 @@ func (l *loop) run(ctx context.Context) error {
 				l.retry[p.ifi.name] = time.Now().Add(reopenBackoff)
 			}
 		case c := <-l.a.conflicts:
-			l.conflict(c)
+			if f := l.a.opts.OnConflict; f != nil {
+				f(c)
+			}
 		case <-fire:
 			l.announceDue()
 		}
@@ -413,8 +452,12 @@ func (l *loop) announceDue() {
 
 // announce sends one announcement for each of ips, or for every desired IP
 // if ips is nil. What is announced is checked against the current desired
-// set, so an IP removed mid-burst is never announced again.
+// set, so an IP removed mid-burst is never announced again, and nothing is
+// once the answer deadline has passed.
 func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
+	if l.a.view.expired() {
+		return
+	}
 	send := func(ip netip.Addr) {
 		name, ok := desired[ip]
 		if !ok {
@@ -444,24 +487,6 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 	}
 	for _, ip := range ips {
 		send(ip)
-	}
-}
-
-func (l *loop) conflict(c Conflict) {
-	now := time.Now()
-	k := conflictKey{ip: c.IP, mac: string(c.MAC), iface: c.Interface}
-	if t, ok := l.reported[k]; ok && now.Sub(t) < conflictHoldoff {
-		return
-	}
-	for k, t := range l.reported {
-		if now.Sub(t) >= conflictHoldoff {
-			delete(l.reported, k)
-		}
-	}
-	l.reported[k] = now
-	l.a.log.Warn("another host claims an owned IP", "ip", c.IP, "mac", c.MAC.String(), "interface", c.Interface)
-	if f := l.a.opts.OnConflict; f != nil {
-		f(c)
 	}
 }
 
@@ -586,7 +611,8 @@ func (l *loop) watch(ctx context.Context, w watcher) {
 	}
 }
 
-// apply records one batch of kernel notifications.
+// apply records one batch of kernel notifications; publish makes them
+// visible.
 func (l *loop) apply(ev netEvent) {
 	if ev.resync {
 		if err := l.resync(); err != nil {
@@ -612,14 +638,13 @@ func (l *loop) apply(ev netEvent) {
 		l.links[m.index] = m.link
 	}
 	for _, m := range ev.addrs {
-		k := ifAddr{index: m.index, addr: m.addr}
+		k := ifAddr{index: m.index, prefix: m.prefix}
 		if m.deleted {
 			delete(l.addrs, k)
 		} else {
 			l.addrs[k] = struct{}{}
 		}
 	}
-	l.publishHost()
 }
 
 // resync replaces everything known about interfaces with a fresh listing,
@@ -635,13 +660,58 @@ func (l *loop) resync() error {
 	return nil
 }
 
-// publishHost rebuilds the set of addresses the host answers for itself.
-func (l *loop) publishHost() {
+// publish rebuilds what others read of the links and addresses recorded:
+// the set of addresses the host answers for itself, and the Links
+// snapshot, which only replaces the old one (and calls OnLinks) when it
+// differs.
+func (l *loop) publish() {
 	host := make(addrSet, len(l.addrs))
 	for k := range l.addrs {
 		if ln, ok := l.links[k.index]; !ok || ln.resolves() {
-			host[k.addr] = struct{}{}
+			host[k.prefix.Addr().Unmap()] = struct{}{}
 		}
 	}
 	l.a.view.host.Store(&host)
+
+	links := snapshotLinks(l.links, l.addrs)
+	if old := l.a.links.Load(); old != nil && slices.EqualFunc(*old, links, Link.equal) {
+		return
+	}
+	l.a.links.Store(&links)
+	if f := l.a.opts.OnLinks; f != nil {
+		f()
+	}
+}
+
+// snapshotLinks is the Links view of the links and addresses the loop
+// knows.
+func snapshotLinks(links map[int]link, addrs map[ifAddr]struct{}) []Link {
+	out := make([]Link, 0, len(links))
+	at := make(map[int]int, len(links)) // link index -> position in out
+	for _, ln := range links {
+		if ln.flags&flagLoopback != 0 {
+			continue
+		}
+		at[ln.index] = len(out)
+		out = append(out, Link{Name: ln.name, Index: ln.index, Usable: ln.usable()})
+	}
+	for k := range addrs {
+		if i, ok := at[k.index]; ok {
+			out[i].Prefixes = append(out[i].Prefixes, k.prefix.Masked())
+		}
+	}
+	for i := range out {
+		slices.SortFunc(out[i].Prefixes, netip.Prefix.Compare)
+		out[i].Prefixes = slices.Compact(out[i].Prefixes)
+	}
+	// By index too: within one batch of renames two links may briefly
+	// share a name.
+	slices.SortFunc(out, func(a, b Link) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Index, b.Index))
+	})
+	return out
+}
+
+func (l Link) equal(o Link) bool {
+	return l.Name == o.Name && l.Index == o.Index && l.Usable == o.Usable && slices.Equal(l.Prefixes, o.Prefixes)
 }

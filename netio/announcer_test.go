@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -165,6 +166,7 @@ type harness struct {
 
 	mu        sync.Mutex
 	conflicts []Conflict
+	onLinks   int // calls of OnLinks
 }
 
 func startAnnouncer(t *testing.T, opts Options, desired map[netip.Addr]string, links ...linkMsg) *harness {
@@ -173,6 +175,11 @@ func startAnnouncer(t *testing.T, opts Options, desired map[netip.Addr]string, l
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.conflicts = append(h.conflicts, c)
+	}
+	opts.OnLinks = func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.onLinks++
 	}
 	h.a = New(opts)
 	h.a.sys = h.sys
@@ -434,10 +441,10 @@ func TestAnnouncerHostAddresses(t *testing.T) {
 			ev   addrMsg
 			want bool
 		}{
-			{"on lo (kube-proxy stand-in)", addrMsg{index: 1, addr: ownedV4}, true},
-			{"on kube-ipvs0 (NOARP)", addrMsg{index: 5, addr: ownedV4}, true},
-			{"on eth0", addrMsg{index: 2, addr: ownedV4}, false},
-			{"removed from eth0", addrMsg{index: 2, addr: ownedV4, deleted: true}, true},
+			{"on lo (kube-proxy stand-in)", addrMsg{index: 1, prefix: netip.PrefixFrom(ownedV4, 32)}, true},
+			{"on kube-ipvs0 (NOARP)", addrMsg{index: 5, prefix: netip.PrefixFrom(ownedV4, 32)}, true},
+			{"on eth0", addrMsg{index: 2, prefix: netip.PrefixFrom(ownedV4, 24)}, false},
+			{"removed from eth0", addrMsg{index: 2, prefix: netip.PrefixFrom(ownedV4, 24), deleted: true}, true},
 		}
 		for _, s := range steps {
 			h.event(netEvent{addrs: []addrMsg{s.ev}})
@@ -448,6 +455,7 @@ func TestAnnouncerHostAddresses(t *testing.T) {
 	})
 }
 
+// Every conflicting frame is reported: de-duplicating is the caller's.
 func TestAnnouncerConflicts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := startAnnouncer(t, Options{AnnounceCount: 1}, both, eth(2, "eth0", nodeMAC, ethUp))
@@ -458,20 +466,44 @@ func TestAnnouncerConflicts(t *testing.T) {
 			arpc.in <- garp
 			synctest.Wait()
 		}
-		time.Sleep(conflictHoldoff)
-		arpc.in <- garp
-		synctest.Wait()
-		h.mu.Lock()
-		got := append([]Conflict(nil), h.conflicts...)
-		h.mu.Unlock()
-		if len(got) != 2 {
-			t.Fatalf("reported %v, want 2 (one per holdoff)", got)
+		got := h.reported()
+		if len(got) != 3 {
+			t.Fatalf("reported %v, want each of the 3 frames", got)
 		}
-		checkConflicts(t, got[:1], &Conflict{IP: ownedV4, MAC: otherMAC, Interface: "eth0"})
-		if n := h.a.Stats()["eth0"].IPv4.Conflicts; n != 4 {
-			t.Errorf("counted %d conflicts, want 4", n)
+		for _, c := range got {
+			checkConflicts(t, []Conflict{c}, &Conflict{IP: ownedV4, MAC: otherMAC, Interface: "eth0"})
+		}
+		if n := h.a.Stats()["eth0"].IPv4.Conflicts; n != 3 {
+			t.Errorf("counted %d conflicts, want 3", n)
 		}
 	})
+}
+
+func (h *harness) reported() []Conflict {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Conflict(nil), h.conflicts...)
+}
+
+// A flood of conflicting frames neither blocks the packet path nor grows
+// anything: the queue to the loop is bounded, and the counter still counts
+// what it drops.
+func TestConflictFlood(t *testing.T) {
+	a := New(Options{})
+	a.view.desired.Store(&desiredSet{ownedV4: "eth0"})
+	var stats counters
+	r := newARPResponder(eth0, newFakeConn(), env{view: a.view, report: a.report}, &stats)
+	garp := arpFrame(t, arp.OperationRequest, otherMAC, ownedV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+	const n = 1000
+	for range n {
+		r.handle(garp, false)
+	}
+	if got := stats.conflicts.Load(); got != n {
+		t.Errorf("counted %d conflicts, want %d", got, n)
+	}
+	if len(a.conflicts) != cap(a.conflicts) || cap(a.conflicts) >= n {
+		t.Errorf("queued %d of %d conflicts (capacity %d), want the queue full and bounded", len(a.conflicts), n, cap(a.conflicts))
+	}
 }
 
 func TestRunTwice(t *testing.T) {
@@ -480,6 +512,144 @@ func TestRunTwice(t *testing.T) {
 		defer h.stop()
 		if err := h.a.Run(t.Context()); err == nil {
 			t.Error("second concurrent Run = nil, want an error")
+		}
+	})
+}
+
+// After the answer deadline nothing is answered or announced, conflicts are
+// still reported, and a later deadline brings everything back.
+func TestAnnouncerAnswerDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startAnnouncer(t, Options{AnnounceCount: 3, AnnounceInterval: time.Second, AnnounceRefresh: time.Minute},
+			both, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		arpc, _ := h.sys.conn("arp", "eth0")
+		ndpc, _ := h.sys.conn("ndp", "eth0")
+		snm := solicitedNode(ownedV6)
+		arpReq := arpFrame(t, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+		nsReq := ndpFrame(t, clientMAC, multicastMAC(snm), clientV6, snm, 255, ns(ownedV6, clientMAC))
+		answered := func(step string, want bool) {
+			t.Helper()
+			h.announcements("eth0")
+			arpc.in <- arpReq
+			ndpc.in <- nsReq
+			synctest.Wait()
+			if v4, v6 := len(arpc.sent()) > 0, len(ndpc.sent()) > 0; v4 != want || v6 != want {
+				t.Errorf("%s: answered IPv4 %v, IPv6 %v; want %v", step, v4, v6, want)
+			}
+		}
+		burst := map[netip.Addr]int{ownedV4: 1, ownedV6: 1}
+
+		// t=0: the first of the burst.
+		checkAnnounced(t, h.announcements("eth0"), burst)
+		answered("no deadline yet", true)
+		h.a.AnswerUntil(time.Now().Add(1500 * time.Millisecond))
+		answered("before the deadline", true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), burst)
+
+		// t=2s: past the deadline. The burst's last announcement is
+		// skipped.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), nil)
+		answered("after the deadline", false)
+		st := h.a.Stats()["eth0"]
+		if st.IPv4.Expired != 1 || st.IPv6.Expired != 1 {
+			t.Errorf("stats = %+v, want 1 expired request per family", st)
+		}
+		arpc.in <- arpFrame(t, arp.OperationRequest, otherMAC, ownedV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
+		synctest.Wait()
+		if got := h.reported(); len(got) != 1 {
+			t.Errorf("conflicts after the deadline = %v, want the one claim reported", got)
+		}
+
+		h.a.AnswerUntil(time.Now().Add(time.Minute))
+		answered("after a later deadline", true)
+		// t=60s: the refresh.
+		time.Sleep(58 * time.Second)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), burst)
+
+		// The refresh at t=120s falls after the deadline; the one at
+		// t=180s does not.
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), nil)
+		answered("after the second deadline", false)
+		h.a.AnswerUntil(time.Now().Add(time.Hour))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		checkAnnounced(t, h.announcements("eth0"), burst)
+	})
+}
+
+// Links follows the kernel's links and addresses, and OnLinks hears of
+// every change to it and of nothing else.
+func TestAnnouncerLinks(t *testing.T) {
+	if links, listed := New(Options{}).Links(); listed || links != nil {
+		t.Errorf("before Run: Links = %v, %v; want nil, false", links, listed)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		lo := eth(1, "lo", nil, ethUp|flagLoopback)
+		ipvs := eth(5, "kube-ipvs0", otherMAC, flagUp|flagNoARP)
+		h := startAnnouncer(t, Options{}, nil, lo, eth(2, "eth0", nodeMAC, ethUp), ipvs)
+		defer h.stop()
+		addr := func(index int, p string) addrMsg {
+			return addrMsg{index: index, prefix: netip.MustParsePrefix(p)}
+		}
+		gone := func(m addrMsg) addrMsg { m.deleted = true; return m }
+		v4, v6 := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")
+		ipvsLink := Link{Name: "kube-ipvs0", Index: 5}
+
+		steps := []struct {
+			name  string
+			ev    netEvent
+			want  []Link
+			calls int // of OnLinks so far
+		}{
+			{"first listing", netEvent{},
+				[]Link{{Name: "eth0", Index: 2, Usable: true}, ipvsLink}, 1},
+			{"addresses, masked and once per subnet", netEvent{addrs: []addrMsg{
+				addr(2, "198.51.100.11/24"), addr(2, "198.51.100.12/24"), addr(2, "2001:db8:100::11/64"), addr(1, "127.0.0.1/8"),
+			}}, []Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 2},
+			{"lost carrier", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, flagUp)}},
+				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+			{"the same again", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, flagUp)}},
+				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+			{"an address on loopback", netEvent{addrs: []addrMsg{addr(1, "127.0.0.2/8")}},
+				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+			{"carrier back", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, ethUp)}},
+				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
+			{"one of two addresses in a subnet gone", netEvent{addrs: []addrMsg{gone(addr(2, "198.51.100.12/24"))}},
+				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
+			{"the last address in a subnet gone", netEvent{addrs: []addrMsg{gone(addr(2, "198.51.100.11/24"))}},
+				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}}, ipvsLink}, 5},
+			{"an address on a NOARP link", netEvent{addrs: []addrMsg{addr(5, "198.51.100.200/32")}},
+				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}},
+					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 6},
+			{"new link", netEvent{links: []linkMsg{eth(3, "eth1", clientMAC, ethUp)}},
+				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}}, {Name: "eth1", Index: 3, Usable: true},
+					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 7},
+			{"link deleted", netEvent{links: []linkMsg{{link: link{index: 2, name: "eth0"}, deleted: true}}},
+				[]Link{{Name: "eth1", Index: 3, Usable: true},
+					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 8},
+		}
+		for _, s := range steps {
+			if s.ev.links != nil || s.ev.addrs != nil {
+				h.event(s.ev)
+			}
+			got, listed := h.a.Links()
+			if !listed || !slices.EqualFunc(got, s.want, Link.equal) {
+				t.Errorf("%s: Links = %+v, %v; want %+v, true", s.name, got, listed, s.want)
+			}
+			h.mu.Lock()
+			calls := h.onLinks
+			h.mu.Unlock()
+			if calls != s.calls {
+				t.Errorf("%s: OnLinks called %d times so far, want %d", s.name, calls, s.calls)
+			}
 		}
 	})
 }

@@ -79,9 +79,10 @@ func (r *arpResponder) serve() error {
 	return serveConn(r.conn, r.handle)
 }
 
-// handle acts on one received frame. Anything that is not well-formed ARP
-// for IPv4 over Ethernet is ignored.
-func (r *arpResponder) handle(f []byte) {
+// handle acts on one received frame; stale means it waited in the socket
+// too long to be answered. Anything that is not well-formed ARP for IPv4
+// over Ethernet is ignored.
+func (r *arpResponder) handle(f []byte, stale bool) {
 	if len(f) < arpFrameLen || binary.BigEndian.Uint16(f[12:14]) != etherTypeARP {
 		return
 	}
@@ -115,6 +116,8 @@ func (r *arpResponder) handle(f []byte) {
 		// answered; yielding or defending is the daemon's call.
 		return
 	case !r.env.view.answers(tpa, r.ifi.name):
+		return
+	case withheld(stale, r.env.view, r.stats):
 		return
 	}
 	putARP(r.out[:], arpReply, r.ifi.mac, tpa, sha, spa, sha)
@@ -170,6 +173,25 @@ func (r *arpResponder) announce(ip netip.Addr) error {
 	return nil
 }
 
+// withheld reports whether an answer the packet path is about to send must
+// not go out, and counts why: the request waited in the socket through a
+// pause (stale), or the answer deadline has passed. Either way what this
+// process knows may be out of date, and a requester that still wants an
+// answer asks again. Only answers are withheld: a conflict in such a frame
+// is still reported, since a peer that took an address over while this
+// process was stopped is exactly what it must hear of when it resumes.
+func withheld(stale bool, v *view, c *counters) bool {
+	switch {
+	case stale:
+		c.stale.Add(1)
+	case v.expired():
+		c.expired.Add(1)
+	default:
+		return false
+	}
+	return true
+}
+
 // sendReply sends an answer from the packet path: with the other answers
 // to the same batch of frames when conn batches (q is conn's replyQueue),
 // else at once. sent counts the answers that went out.
@@ -188,7 +210,7 @@ func sendReply(conn net.PacketConn, q replyQueue, frame []byte, dst net.Addr, se
 // serveConn feeds every frame conn receives to handle until conn fails or
 // is closed, batched where conn can (the real socket), one ReadFrom at a
 // time otherwise (test conns).
-func serveConn(conn net.PacketConn, handle func([]byte)) error {
+func serveConn(conn net.PacketConn, handle func(frame []byte, stale bool)) error {
 	if s, ok := conn.(frameServer); ok {
 		return s.serveFrames(handle)
 	}
@@ -197,8 +219,9 @@ func serveConn(conn net.PacketConn, handle func([]byte)) error {
 
 // readLoop feeds every frame read from conn to handle until reading fails.
 // Frames longer than the buffer arrive truncated and fail validation; no
-// frame that is answered comes near that size.
-func readLoop(conn net.PacketConn, handle func([]byte)) error {
+// frame that is answered comes near that size. A plain conn tells nothing
+// of when a frame arrived, so every frame counts as received now.
+func readLoop(conn net.PacketConn, handle func(frame []byte, stale bool)) error {
 	buf := make([]byte, 2048)
 	for {
 		n, _, err := conn.ReadFrom(buf)
@@ -211,6 +234,6 @@ func readLoop(conn net.PacketConn, handle func([]byte)) error {
 		if err != nil {
 			return err
 		}
-		handle(buf[:n])
+		handle(buf[:n], false)
 	}
 }

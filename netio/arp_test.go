@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -19,9 +20,13 @@ func TestARPResponder(t *testing.T) {
 	tests := []struct {
 		name     string
 		frame    []byte
+		stale    bool   // the frame waited in the socket too long
+		expired  bool   // the answer deadline has passed
 		want     []byte // the single frame sent, nil for none
 		conflict *Conflict
 		requests uint64
+		// withheld answers, by verdict
+		staleDrops, expiredDrops uint64
 	}{
 		{
 			name:     "request for owned IP",
@@ -97,6 +102,48 @@ func TestARPResponder(t *testing.T) {
 			name:  "reply for an IP not owned",
 			frame: arpFrame(t, arp.OperationReply, otherMAC, freeV4, clientMAC, clientV4, clientMAC),
 		},
+		{
+			name:       "request for owned IP that waited in the socket",
+			frame:      arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, ownedV4, bcast),
+			stale:      true,
+			requests:   1,
+			staleDrops: 1,
+		},
+		{
+			name:         "request for owned IP after the answer deadline",
+			frame:        arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, ownedV4, bcast),
+			expired:      true,
+			requests:     1,
+			expiredDrops: 1,
+		},
+		{
+			name:       "request that waited, after the deadline, counts as stale",
+			frame:      arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, ownedV4, bcast),
+			stale:      true,
+			expired:    true,
+			requests:   1,
+			staleDrops: 1,
+		},
+		{
+			name:     "request that waited for an IP not owned is no drop",
+			frame:    arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, freeV4, bcast),
+			stale:    true,
+			expired:  true,
+			requests: 1,
+		},
+		{
+			name:     "gratuitous ARP that waited is still a conflict",
+			frame:    arpFrame(t, arp.OperationRequest, otherMAC, ownedV4, zero, ownedV4, bcast),
+			stale:    true,
+			conflict: &Conflict{IP: ownedV4, MAC: otherMAC, Interface: "eth0"},
+			requests: 1,
+		},
+		{
+			name:     "reply from another MAC after the deadline is still a conflict",
+			frame:    arpFrame(t, arp.OperationReply, otherMAC, ownedV4, clientMAC, clientV4, clientMAC),
+			expired:  true,
+			conflict: &Conflict{IP: ownedV4, MAC: otherMAC, Interface: "eth0"},
+		},
 		{name: "empty frame", frame: nil},
 		{name: "truncated", frame: arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, ownedV4, bcast)[:41]},
 		{name: "wrong EtherType", frame: withByte(arpFrame(t, arp.OperationRequest, clientMAC, clientV4, zero, ownedV4, bcast), 13, 0x07)},
@@ -110,8 +157,12 @@ func TestARPResponder(t *testing.T) {
 			conn := newFakeConn()
 			var conflicts conflictLog
 			var stats counters
-			r := newARPResponder(eth0, conn, env{view: testView(), report: conflicts.report}, &stats)
-			r.handle(tt.frame)
+			v := testView()
+			if tt.expired {
+				v.answerUntil(time.Now().Add(-time.Millisecond))
+			}
+			r := newARPResponder(eth0, conn, env{view: v, report: conflicts.report}, &stats)
+			r.handle(tt.frame, tt.stale)
 
 			sent := conn.sent()
 			switch {
@@ -132,7 +183,7 @@ func TestARPResponder(t *testing.T) {
 				}
 			}
 			checkConflicts(t, conflicts.all(), tt.conflict)
-			want := Counters{Requests: tt.requests, Replies: uint64(len(sent))}
+			want := Counters{Requests: tt.requests, Replies: uint64(len(sent)), Stale: tt.staleDrops, Expired: tt.expiredDrops}
 			if tt.conflict != nil {
 				want.Conflicts = 1
 			}
@@ -192,8 +243,12 @@ func TestARPHandleAllocs(t *testing.T) {
 	r := newARPResponder(eth0, conn, env{view: testView(), report: func(Conflict) {}}, &stats)
 	req := arpFrame(t, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
 	miss := arpFrame(t, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), freeV4, ethernet.Broadcast)
-	if n := testing.AllocsPerRun(100, func() { r.handle(req); r.handle(miss) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { r.handle(req, false); r.handle(miss, false); r.handle(req, true) }); n != 0 {
 		t.Errorf("handle allocates %v times per request, want 0", n)
+	}
+	r.env.view.answerUntil(time.Now())
+	if n := testing.AllocsPerRun(100, func() { r.handle(req, false) }); n != 0 {
+		t.Errorf("handle allocates %v times per request after the deadline, want 0", n)
 	}
 }
 
@@ -203,7 +258,7 @@ func BenchmarkARPHandle(b *testing.B) {
 	req := arpFrame(b, arp.OperationRequest, clientMAC, clientV4, make(net.HardwareAddr, 6), ownedV4, ethernet.Broadcast)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.handle(req)
+		r.handle(req, false)
 	}
 }
 

@@ -34,7 +34,21 @@
 // or unsolicited Neighbor Advertisements (to ff02::1, Override set), and
 // optionally repeats them periodically so switch MAC tables do not age out.
 // Another MAC claiming an owned IP (ARP with that sender IP, NA for that
-// target) is reported as a [Conflict].
+// target) is reported as a [Conflict], frame by frame: netio counts and
+// reports, its caller de-duplicates and logs.
+//
+// Nothing is answered from a state that may be out of date. A request that
+// waited in the socket longer than a fraction of a second (the kernel's
+// receive timestamp says how long) was queued while the process was stopped
+// or starved, and is dropped. And after the answer deadline that the owner
+// of the Announcer moves on after every decision ([Announcer.AnswerUntil]),
+// nothing is answered or announced at all: a process that resumes from a
+// pause stays silent until it has decided again.
+//
+// [Announcer.Links] is the one view of the host's interfaces: whether
+// neighbours can reach us on each (up, carrier, ARP, Ethernet) and the
+// subnets of its addresses. Answering uses it, and so does the daemon when
+// it decides which addresses this node can serve.
 //
 // Each responder reads its socket on a thread of its own, with blocking
 // recvmmsg rather than through Go's netpoller, and sends the answers to a

@@ -32,7 +32,7 @@ func FuzzARP(f *testing.F) {
 		var conflicts conflictLog
 		r := newARPResponder(eth0, conn, env{view: testView(), report: conflicts.report}, &stats)
 		in := bytes.Clone(frame)
-		r.handle(frame)
+		r.handle(frame, false)
 		if !bytes.Equal(in, frame) {
 			t.Fatal("handle modified the received frame")
 		}
@@ -116,7 +116,7 @@ func FuzzNDP(f *testing.F) {
 		var conflicts conflictLog
 		r := newNDPResponder(eth0, conn, env{view: testView(), report: conflicts.report}, &stats)
 		in := bytes.Clone(frame)
-		r.handle(frame)
+		r.handle(frame, false)
 		if !bytes.Equal(in, frame) {
 			t.Fatal("handle modified the received frame")
 		}

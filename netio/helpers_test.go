@@ -102,8 +102,8 @@ func (*fakeConn) SetDeadline(time.Time) error      { return nil }
 func (*fakeConn) SetReadDeadline(time.Time) error  { return nil }
 func (*fakeConn) SetWriteDeadline(time.Time) error { return nil }
 
-// testView is a view with ownedV4 and ownedV6 on eth0 and the same on
-// eth1 for hostV4/hostV6, which the host has configured.
+// testView is a view with ownedV4, ownedV6, hostV4 and hostV6 on eth0; the
+// host has configured hostV4 and hostV6 itself.
 func testView() *view {
 	v := newView()
 	v.desired.Store(&desiredSet{

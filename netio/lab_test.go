@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -320,4 +321,68 @@ func TestLabLinkRecovery(t *testing.T) {
 
 func runCmd(ctx context.Context, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+}
+
+// A NIC that loses carrier stays administratively up; Links must show it
+// unusable all the same (and OnLinks say so), and usable again when
+// carrier returns. Setting the bridge end of the node's veth down takes
+// the carrier from the node's eth0.
+func TestLabLinkCarrier(t *testing.T) {
+	n := lab.Network(t, 1)
+	node := n.Nodes[0]
+	changed := make(chan struct{}, 1)
+	a := runIn(t, node, Options{OnLinks: func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}})
+	eth0 := func() (Link, bool) {
+		links, _ := a.Links()
+		for _, l := range links {
+			if l.Name == node.Link {
+				return l, true
+			}
+		}
+		return Link{}, false
+	}
+	// usable waits for OnLinks to report eth0 usable or not: the
+	// snapshot is published before OnLinks is called.
+	usable := func(want bool) {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case <-changed:
+				if l, ok := eth0(); ok && l.Usable == want {
+					return
+				}
+			case <-timeout:
+				l, ok := eth0()
+				t.Fatalf("eth0 = %+v (listed: %v) after 5s, want usable = %v reported through OnLinks", l, ok, want)
+			}
+		}
+	}
+	usable(true)
+	links, _ := a.Links()
+	l, _ := eth0()
+	if !slices.Contains(l.Prefixes, lab.PrefixV4) || !slices.Contains(l.Prefixes, lab.PrefixV6) {
+		t.Errorf("eth0 prefixes = %v, want %v and %v among them", l.Prefixes, lab.PrefixV4, lab.PrefixV6)
+	}
+	for _, l := range links {
+		if l.Name == "lo" {
+			t.Errorf("Links lists loopback: %+v", links)
+		}
+	}
+
+	ctx := ctxFor(t, 30*time.Second)
+	for _, step := range []struct {
+		state  string
+		usable bool
+	}{{"down", false}, {"up", true}} {
+		if out, err := runCmd(ctx, "ip", "link", "set", node.Name, step.state); err != nil {
+			t.Fatalf("ip link set %s %s: %v\n%s", node.Name, step.state, err, out)
+		}
+		usable(step.usable)
+	}
 }

@@ -145,8 +145,9 @@ func parseNeighbor(f []byte) (neighborMsg, bool) {
 	return m, true
 }
 
-// handle acts on one received frame; anything malformed is ignored.
-func (r *ndpResponder) handle(f []byte) {
+// handle acts on one received frame; stale means it waited in the socket
+// too long to be answered. Anything malformed is ignored.
+func (r *ndpResponder) handle(f []byte, stale bool) {
 	m, ok := parseNeighbor(f)
 	if !ok {
 		return
@@ -173,6 +174,9 @@ func (r *ndpResponder) handle(f []byte) {
 		}
 	}
 	if mine || claimed[0]&1 != 0 || !r.env.view.answers(m.target, r.ifi.name) {
+		return
+	}
+	if withheld(stale, r.env.view, r.stats) {
 		return
 	}
 	var (

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/ndp"
 	"golang.org/x/net/bpf"
@@ -31,9 +32,13 @@ func TestNDPResponder(t *testing.T) {
 	tests := []struct {
 		name     string
 		frame    []byte
+		stale    bool // the frame waited in the socket too long
+		expired  bool // the answer deadline has passed
 		want     []byte
 		conflict *Conflict
 		requests uint64
+		// withheld answers, by verdict
+		staleDrops, expiredDrops uint64
 	}{
 		{
 			name:     "multicast solicitation for owned IP",
@@ -95,6 +100,34 @@ func TestNDPResponder(t *testing.T) {
 			conflict: &Conflict{IP: ownedV6, MAC: otherMAC, Interface: "eth0"},
 			requests: 1,
 		},
+		{
+			name:       "solicitation for owned IP that waited in the socket",
+			frame:      good,
+			stale:      true,
+			requests:   1,
+			staleDrops: 1,
+		},
+		{
+			name:         "NUD probe after the answer deadline",
+			frame:        ndpFrame(t, clientMAC, nodeMAC, clientV6, ownedV6, 255, ns(ownedV6, nil)),
+			expired:      true,
+			requests:     1,
+			expiredDrops: 1,
+		},
+		{
+			name:         "DAD probe after the answer deadline",
+			frame:        ndpFrame(t, clientMAC, snmMAC, netip.IPv6Unspecified(), snm, 255, ns(ownedV6, nil)),
+			expired:      true,
+			requests:     1,
+			expiredDrops: 1,
+		},
+		{
+			name:     "advertisement that waited is still a conflict",
+			frame:    advert(otherMAC, ownedV6, otherMAC),
+			stale:    true,
+			expired:  true,
+			conflict: &Conflict{IP: ownedV6, MAC: otherMAC, Interface: "eth0"},
+		},
 		{name: "our own advertisement", frame: advert(nodeMAC, ownedV6, nodeMAC)},
 		{name: "advertisement for an IP not owned", frame: advert(otherMAC, freeV6, otherMAC)},
 		{
@@ -138,8 +171,12 @@ func TestNDPResponder(t *testing.T) {
 			conn := newFakeConn()
 			var conflicts conflictLog
 			var stats counters
-			r := newNDPResponder(eth0, conn, env{view: testView(), report: conflicts.report}, &stats)
-			r.handle(tt.frame)
+			v := testView()
+			if tt.expired {
+				v.answerUntil(time.Now().Add(-time.Millisecond))
+			}
+			r := newNDPResponder(eth0, conn, env{view: v, report: conflicts.report}, &stats)
+			r.handle(tt.frame, tt.stale)
 
 			sent := conn.sent()
 			switch {
@@ -159,7 +196,7 @@ func TestNDPResponder(t *testing.T) {
 				}
 			}
 			checkConflicts(t, conflicts.all(), tt.conflict)
-			want := Counters{Requests: tt.requests, Replies: uint64(len(sent))}
+			want := Counters{Requests: tt.requests, Replies: uint64(len(sent)), Stale: tt.staleDrops, Expired: tt.expiredDrops}
 			if tt.conflict != nil {
 				want.Conflicts = 1
 			}
@@ -238,8 +275,12 @@ func TestNDPHandleAllocs(t *testing.T) {
 	snm := solicitedNode(ownedV6)
 	req := ndpFrame(t, clientMAC, multicastMAC(snm), clientV6, snm, 255, ns(ownedV6, clientMAC))
 	nud := ndpFrame(t, clientMAC, nodeMAC, clientV6, ownedV6, 255, ns(ownedV6, nil))
-	if n := testing.AllocsPerRun(100, func() { r.handle(req); r.handle(nud) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { r.handle(req, false); r.handle(nud, false); r.handle(req, true) }); n != 0 {
 		t.Errorf("handle allocates %v times per solicitation, want 0", n)
+	}
+	r.env.view.answerUntil(time.Now())
+	if n := testing.AllocsPerRun(100, func() { r.handle(req, false) }); n != 0 {
+		t.Errorf("handle allocates %v times per solicitation after the deadline, want 0", n)
 	}
 }
 
@@ -250,7 +291,7 @@ func BenchmarkNDPHandle(b *testing.B) {
 	req := ndpFrame(b, clientMAC, multicastMAC(snm), clientV6, snm, 255, ns(ownedV6, clientMAC))
 	b.ReportAllocs()
 	for b.Loop() {
-		r.handle(req)
+		r.handle(req, false)
 	}
 }
 

@@ -34,6 +34,15 @@ const (
 	// reader looks at the closed flag at least this often.
 	pollInterval = 100 * time.Millisecond
 	rcvBuf       = 4 << 20
+	// staleRequest is how long a request may have waited in the socket
+	// and still be answered: far above the time a busy reader takes to
+	// reach it, far below a pause that lets peers take over. A requester
+	// that got no answer asks again about a second later (Linux's ARP
+	// retrans_time, RFC 4861's RetransTimer).
+	staleRequest = 200 * time.Millisecond
+	// oobLen holds the control data of one received frame: a single
+	// SCM_TIMESTAMPNS message, CMSG_SPACE(sizeof(struct timespec)).
+	oobLen = 32
 )
 
 // replyQueue is implemented by conns that send the answers to one batch of
@@ -50,9 +59,10 @@ type replyQueue interface {
 // ReadFrom at a time; a responder's serve uses it when its conn has it.
 type frameServer interface {
 	// serveFrames calls handle with every frame received, from one
-	// goroutine, until the conn is closed or fails. The frame is only
+	// goroutine, until the conn is closed or fails; stale says the frame
+	// waited in the socket longer than staleRequest. The frame is only
 	// valid during the call.
-	serveFrames(handle func(frame []byte)) error
+	serveFrames(handle func(frame []byte, stale bool)) error
 }
 
 var (
@@ -82,6 +92,7 @@ type packetSocket struct {
 	msgs [recvBatch]mmsghdr
 	iovs [recvBatch]unix.Iovec
 	bufs [recvBatch][frameBufLen]byte
+	oobs [recvBatch][oobLen]byte
 	// Answers queued while a batch is handled, sent with one sendmmsg.
 	out     [recvBatch]mmsghdr
 	outIovs [recvBatch]unix.Iovec
@@ -134,6 +145,8 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		s.iovs[i].SetLen(frameBufLen)
 		s.msgs[i].hdr.Iov = &s.iovs[i]
 		s.msgs[i].hdr.SetIovlen(1)
+		s.msgs[i].hdr.Control = &s.oobs[i][0]
+		s.msgs[i].hdr.SetControllen(oobLen)
 		s.outIovs[i].Base = &s.outBufs[i][0]
 		s.out[i].hdr.Iov = &s.outIovs[i]
 		s.out[i].hdr.SetIovlen(1)
@@ -157,6 +170,16 @@ func configure(fd int, ifi iface, etherType uint16, filter []bpfInstruction) err
 	// without CAP_NET_ADMIN, up to net.core.rmem_max.
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
+	// The kernel's receive time of every frame, so that requests that
+	// waited in the socket while this process was stopped are not
+	// answered. SO_TIMESTAMPNS rather than SO_TIMESTAMPING: the software
+	// receive time is all that is needed, and it comes alone in one
+	// timespec; SO_TIMESTAMPING's hardware stamps would be in the NIC's
+	// clock, not comparable with time.Now. Set before bind, so no frame
+	// is queued without it.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("set SO_TIMESTAMPNS: %w", err)
 	}
 	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -209,7 +232,7 @@ func (s *packetSocket) Close() error {
 // serveFrames reads on a thread of its own: between frames the thread
 // sleeps in recvmmsg, so the kernel wakes exactly the thread that answers,
 // and a busy socket is drained a batch per system call.
-func (s *packetSocket) serveFrames(handle func(frame []byte)) error {
+func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error {
 	if !s.acquire() {
 		return net.ErrClosed
 	}
@@ -231,12 +254,45 @@ func (s *packetSocket) serveFrames(handle func(frame []byte)) error {
 		default:
 			return fmt.Errorf("recvmmsg: %w", errno)
 		}
+		// The kernel stamps frames with CLOCK_REALTIME, so they are
+		// compared with the wall clock; one reading serves the batch.
+		now := time.Now()
 		for i := range n {
-			handle(s.bufs[i][:s.msgs[i].len])
+			m := &s.msgs[i]
+			rx := rxTimestamp(s.oobs[i][:m.hdr.Controllen])
+			handle(s.bufs[i][:m.len], stale(rx, now))
+			// recvmmsg wrote back how much control data it used.
+			m.hdr.SetControllen(oobLen)
 		}
 		s.flush()
 	}
 	return net.ErrClosed
+}
+
+// rxTimestamp returns the kernel's receive time from a frame's control
+// data, or the zero Time if it carries none.
+func rxTimestamp(oob []byte) time.Time {
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			break
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
+			return time.Unix(ts.Unix())
+		}
+		oob = rest
+	}
+	return time.Time{}
+}
+
+// stale reports whether a frame received at rx has waited too long by now
+// to be answered. A frame without a receive time counts as received now. A
+// step of the wall clock skews the frames in flight: stepped forward, they
+// lose their answer (the requesters ask again); stepped back, old ones get
+// one, as they would without the check.
+func stale(rx, now time.Time) bool {
+	return !rx.IsZero() && now.Sub(rx) > staleRequest
 }
 
 func (s *packetSocket) queueReply(frame []byte, sent *atomic.Uint64) {

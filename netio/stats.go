@@ -18,6 +18,13 @@ type Counters struct {
 	Announcements uint64
 	// Conflicts is every frame in which another MAC claimed an owned IP.
 	Conflicts uint64
+	// Stale is every request that would have been answered but had
+	// waited in the socket longer than 200 ms: the process was stopped or
+	// starved, and what it knew then may no longer hold.
+	Stale uint64
+	// Expired is every request that would have been answered but was
+	// read after the answer deadline (Announcer.AnswerUntil).
+	Expired uint64
 }
 
 // InterfaceStats are the counters of one interface, per family.
@@ -28,6 +35,7 @@ type InterfaceStats struct {
 // counters is the live, lock-free form of Counters the packet path updates.
 type counters struct {
 	requests, replies, announcements, conflicts atomic.Uint64
+	stale, expired                              atomic.Uint64
 }
 
 func (c *counters) snapshot() Counters {
@@ -36,6 +44,8 @@ func (c *counters) snapshot() Counters {
 		Replies:       c.replies.Load(),
 		Announcements: c.announcements.Load(),
 		Conflicts:     c.conflicts.Load(),
+		Stale:         c.stale.Load(),
+		Expired:       c.expired.Load(),
 	}
 }
 

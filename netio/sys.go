@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 
 	"github.com/mdlayher/socket"
@@ -45,9 +46,11 @@ type linkMsg struct {
 	deleted bool
 }
 
+// addrMsg is an address with the length of its subnet's prefix
+// (ifa_prefixlen), as configured: not masked.
 type addrMsg struct {
 	index   int
-	addr    netip.Addr
+	prefix  netip.Prefix
 	deleted bool
 }
 
@@ -66,7 +69,7 @@ var _ system = linuxSystem{}
 func (linuxSystem) openARP(ifi iface) (net.PacketConn, error) { return listenARP(ifi) }
 func (linuxSystem) openNDP(ifi iface) (net.PacketConn, error) { return listenNDP(ifi) }
 func (linuxSystem) openGroups(ifi iface) (groupJoiner, error) {
-	return &ipv6Groups{index: ifi.index, where: make(map[netip.Addr]int)}, nil
+	return &ipv6Groups{index: ifi.index, where: make(map[netip.Addr]int), held: make(map[int]int)}, nil
 }
 
 // list dumps links and addresses over a fresh rtnetlink socket, in the
@@ -195,12 +198,11 @@ func parseRoute(b []byte) ([]linkMsg, []addrMsg, error) {
 					address = ip
 				}
 			}
-			am.addr = address
 			if local.IsValid() {
-				am.addr = local
+				address = local
 			}
-			if am.addr.IsValid() {
-				am.addr = am.addr.Unmap()
+			am.prefix = netip.PrefixFrom(address, int(m.Data[1]))
+			if am.prefix.IsValid() {
 				addrs = append(addrs, am)
 			}
 		}
@@ -221,12 +223,14 @@ func trimNUL(b []byte) []byte {
 // NIC's filter and sends MLD reports so snooping switches forward the
 // solicitations. The kernel charges every membership to the socket's option
 // memory (net.core.optmem_max), which caps one socket at a few thousand
-// groups, so more sockets are opened as needed. The sockets are unbound UDP
-// sockets: they never receive anything.
+// groups, so more sockets are opened as needed, and closed when their last
+// group leaves. The sockets are unbound UDP sockets: they never receive
+// anything.
 type ipv6Groups struct {
 	index int
-	fds   []int
-	where map[netip.Addr]int // group -> index into fds
+	fds   []int              // new groups go to the last one
+	where map[netip.Addr]int // group -> the socket it was joined on
+	held  map[int]int        // socket -> how many groups it holds
 }
 
 func (g *ipv6Groups) join(group netip.Addr) error {
@@ -234,7 +238,8 @@ func (g *ipv6Groups) join(group netip.Addr) error {
 	if n := len(g.fds); n > 0 {
 		err := unix.SetsockoptIPv6Mreq(g.fds[n-1], unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP, mreq)
 		if err == nil {
-			g.where[group] = n - 1
+			g.where[group] = g.fds[n-1]
+			g.held[g.fds[n-1]]++
 			return nil
 		}
 		if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.ENOMEM) {
@@ -250,18 +255,30 @@ func (g *ipv6Groups) join(group netip.Addr) error {
 		return fmt.Errorf("join %s: %w", group, err)
 	}
 	g.fds = append(g.fds, fd)
-	g.where[group] = len(g.fds) - 1
+	g.where[group] = fd
+	g.held[fd] = 1
 	return nil
 }
 
 func (g *ipv6Groups) leave(group netip.Addr) error {
-	i, ok := g.where[group]
+	fd, ok := g.where[group]
 	if !ok {
 		return nil
 	}
 	delete(g.where, group)
+	g.held[fd]--
+	if g.held[fd] == 0 && fd != g.fds[len(g.fds)-1] {
+		// New groups never go to this socket again: as groups come and
+		// go, sockets left open empty would pile up.
+		delete(g.held, fd)
+		g.fds = slices.DeleteFunc(g.fds, func(f int) bool { return f == fd })
+		if err := unix.Close(fd); err != nil {
+			return fmt.Errorf("leave %s: %w", group, err)
+		}
+		return nil
+	}
 	mreq := &unix.IPv6Mreq{Multiaddr: group.As16(), Interface: uint32(g.index)}
-	if err := unix.SetsockoptIPv6Mreq(g.fds[i], unix.IPPROTO_IPV6, unix.IPV6_LEAVE_GROUP, mreq); err != nil {
+	if err := unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, unix.IPV6_LEAVE_GROUP, mreq); err != nil {
 		return fmt.Errorf("leave %s: %w", group, err)
 	}
 	return nil
@@ -272,6 +289,6 @@ func (g *ipv6Groups) Close() error {
 	for _, fd := range g.fds {
 		errs = append(errs, unix.Close(fd))
 	}
-	g.fds, g.where = nil, nil
+	g.fds, g.where, g.held = nil, nil, nil
 	return errors.Join(errs...)
 }

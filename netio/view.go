@@ -1,8 +1,10 @@
 package netio
 
 import (
+	"math"
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // desiredSet maps an owned IP to the name of the interface it is answered
@@ -14,17 +16,34 @@ type desiredSet map[netip.Addr]string
 type addrSet map[netip.Addr]struct{}
 
 // view is what the packet path reads: two immutable snapshots behind atomic
-// pointers, so a packet never waits for SetDesired or a netlink update.
+// pointers, so a packet never waits for SetDesired or a netlink update, and
+// the answer deadline.
 type view struct {
 	desired atomic.Pointer[desiredSet]
 	host    atomic.Pointer[addrSet]
+	// until is the answer deadline in nanoseconds since base. base
+	// carries a monotonic reading, so checking the deadline costs one
+	// time.Since and a wall clock step cannot move it.
+	base  time.Time
+	until atomic.Int64
 }
 
 func newView() *view {
-	v := new(view)
+	v := &view{base: time.Now()}
 	v.desired.Store(&desiredSet{})
 	v.host.Store(&addrSet{})
+	v.until.Store(math.MaxInt64)
 	return v
+}
+
+// answerUntil sets the answer deadline to t.
+func (v *view) answerUntil(t time.Time) {
+	v.until.Store(int64(t.Sub(v.base)))
+}
+
+// expired reports whether the answer deadline has passed.
+func (v *view) expired() bool {
+	return int64(time.Since(v.base)) > v.until.Load()
 }
 
 // answers reports whether this node answers neighbour resolution for ip on

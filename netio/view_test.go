@@ -3,6 +3,8 @@ package netio
 import (
 	"net/netip"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 func TestAnswers(t *testing.T) {
@@ -91,4 +93,31 @@ func TestSolicitedNode(t *testing.T) {
 	if isSolicitedNode(netip.MustParseAddr("ff02::1")) {
 		t.Error("isSolicitedNode(ff02::1) = true, want false")
 	}
+}
+
+func TestAnswerDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		v := newView()
+		check := func(step string, want bool) {
+			t.Helper()
+			if got := v.expired(); got != want {
+				t.Errorf("%s: expired = %v, want %v", step, got, want)
+			}
+		}
+		check("no deadline", false)
+		time.Sleep(1000 * time.Hour)
+		check("no deadline, much later", false)
+		v.answerUntil(time.Now().Add(time.Second))
+		check("before the deadline", false)
+		time.Sleep(time.Second)
+		check("at the deadline", false)
+		time.Sleep(time.Nanosecond)
+		check("after the deadline", true)
+		v.answerUntil(time.Now().Add(time.Second))
+		check("after a later deadline", false)
+		v.answerUntil(time.Now().Add(-time.Second))
+		check("after an earlier deadline", true)
+		v.answerUntil(time.Time{})
+		check("deadline at the zero time", true)
+	})
 }

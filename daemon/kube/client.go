@@ -132,6 +132,11 @@ func connect(ctx context.Context, path, userAgent string, qps float64, burst int
 	}
 	cfg.UserAgent = userAgent
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(qps), burst, nil
+	// Protobuf, not JSON: after a cold start every daemon decodes thousands
+	// of Service updates, and the API server encodes them for each watcher,
+	// on the same machines as the workloads.
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)

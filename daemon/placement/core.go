@@ -308,9 +308,11 @@ func (c *Core) Step(o Observation) Plan {
 		c.links = o.Links
 		s.full = true // interfaces and servable pools may have changed
 	}
-	if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
-		c.ownPools = pools
-		s.full = true
+	if o.Config != nil || o.NewLinks {
+		if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
+			c.ownPools = pools
+			s.full = true
+		}
 	}
 	for _, u := range o.Services {
 		c.setService(s, u)
