@@ -229,7 +229,14 @@ func (p *placer) currentLinks() []placement.Link {
 	links, _ := p.netio.Links()
 	out := make([]placement.Link, 0, len(links))
 	for _, l := range links {
-		out = append(out, placement.Link{Name: l.Name, Usable: l.Usable, Prefixes: l.Prefixes})
+		pl := placement.Link{Name: l.Name, Usable: l.Usable}
+		if l.Usable {
+			// An unusable link's addresses never matter (kube-ipvs0
+			// holds every ClusterIP): their churn must not cost a
+			// decision.
+			pl.Prefixes = l.Prefixes
+		}
+		out = append(out, pl)
 	}
 	return out
 }
