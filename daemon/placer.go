@@ -3,12 +3,15 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -60,15 +63,16 @@ type placer struct {
 	lead func(bool)
 
 	// Filled from other goroutines; the loop drains them.
-	wake      chan struct{}
-	conflicts chan placement.Conflict
-	writes    *writeLog
+	wake         chan struct{}
+	conflicts    chan placement.Conflict
+	writes       *writeLog
+	linksChanged *atomic.Bool
 
 	// Owned by run's goroutine.
 	cfg      *config.Config
 	links    []placement.Link
-	members  map[string]bool // nodes whose member Lease the core knows
-	handover bool            // the last plan: a live peer could take over
+	members  map[string]memberSeen // member Leases the core knows, by node
+	handover bool                  // the last plan: a live peer could take over
 }
 
 // writeLog holds the heartbeat's renewals until the loop takes them.
@@ -79,9 +83,10 @@ type writeLog struct {
 
 func newPlacer(p placer) *placer {
 	p.writes = &writeLog{}
+	p.linksChanged = new(atomic.Bool)
 	p.wake = make(chan struct{}, 1)
 	p.conflicts = make(chan placement.Conflict, 64)
-	p.members = map[string]bool{}
+	p.members = map[string]memberSeen{}
 	return &p
 }
 
@@ -90,6 +95,30 @@ func (p *placer) poke() {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// memberSeen is a member Lease's annotations as last parsed, and what they
+// said: a renewal that changes nothing else is not parsed again.
+type memberSeen struct {
+	Annotations map[string]string
+	member      placement.Member
+}
+
+// member reads node's member Lease, reusing the last parse while its
+// annotations are unchanged (a node's claims can be thousands).
+func (p *placer) member(node string, l *coordinationv1.Lease) (placement.Member, bool) {
+	if prev, ok := p.members[node]; ok && maps.Equal(prev.Annotations, l.Annotations) &&
+		l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == node {
+		return prev.member, true
+	}
+	_, m, ok := kube.ParseMember(l)
+	if !ok {
+		return placement.Member{}, false
+	}
+	pm := placement.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
+		Handover: m.Handover, HandoverTo: m.HandoverTo}
+	p.members[node] = memberSeen{Annotations: l.Annotations, member: pm}
+	return pm, true
 }
 
 // onWrite is the heartbeat's callback.
@@ -114,7 +143,10 @@ func (p *placer) onConflict(c netio.Conflict) {
 }
 
 // onLinks is netio's callback when interfaces change.
-func (p *placer) onLinks() { p.poke() }
+func (p *placer) onLinks() {
+	p.linksChanged.Store(true)
+	p.poke()
+}
 
 // run decides until ctx is done; the caller then stops netio and releases the
 // Lease.
@@ -161,8 +193,10 @@ func (p *placer) observe(now time.Time) placement.Observation {
 	if cfg := p.config(); cfg != p.cfg {
 		p.cfg, o.Config = cfg, cfg
 	}
-	if links := p.currentLinks(); !slices.EqualFunc(links, p.links, sameLink) || p.links == nil {
-		p.links, o.Links, o.NewLinks = links, links, true
+	if p.linksChanged.Swap(false) || p.links == nil {
+		if links := p.currentLinks(); !slices.EqualFunc(links, p.links, sameLink) || p.links == nil {
+			p.links, o.Links, o.NewLinks = links, links, true
+		}
 	}
 	d := p.changes.Take()
 	if d.All {
@@ -191,21 +225,20 @@ func (p *placer) observe(now time.Time) placement.Observation {
 		if !isMember {
 			continue
 		}
+		_, known := p.members[node]
 		l, ok := p.view.Lease(name)
-		var m kube.Member
+		var m placement.Member
 		if ok {
-			node, m, ok = kube.ParseMember(l)
+			m, ok = p.member(node, l)
 		}
 		switch {
 		case ok:
-			u := placement.LeaseUpdate{Node: node, Member: placement.Member{Pools: m.Pools, Claims: m.Claims,
-				Leader: m.Leader, Stale: m.Stale, Handover: m.Handover, HandoverTo: m.HandoverTo}}
+			u := placement.LeaseUpdate{Node: node, Member: m}
 			if l.Spec.RenewTime != nil {
 				u.Renew = l.Spec.RenewTime.Time
 			}
 			o.Leases = append(o.Leases, u)
-			p.members[node] = true
-		case p.members[node]:
+		case known:
 			o.LeasesGone = append(o.LeasesGone, node)
 			delete(p.members, node)
 		}
