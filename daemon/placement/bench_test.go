@@ -114,3 +114,22 @@ func benchService(i int, ip netip.Addr) ServiceUpdate {
 	}
 	return ServiceUpdate{Key: ipam.Key{Namespace: "default", Name: v.Name}, Service: v}
 }
+
+// BenchmarkFullPass is the reference for BenchmarkCoreCluster: one decision
+// over every address, 50 nodes and 5,000 addresses, which the daemon made on
+// every event before the core decided incrementally.
+func BenchmarkFullPass(b *testing.B) {
+	nodes := make([]Node, 50)
+	for i := range nodes {
+		nodes[i] = Node{Name: fmt.Sprintf("n%02d", i), Live: true, Ready: true, Pools: map[string]bool{"lan": true}}
+	}
+	addrs := make([]Address, 5000)
+	ip := netip.MustParseAddr("198.18.0.0")
+	for i := range addrs {
+		ip = ip.Next()
+		addrs[i] = Address{IP: ip, Pool: "lan"}
+	}
+	for b.Loop() {
+		Place(nodes, addrs)
+	}
+}
