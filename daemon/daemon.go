@@ -186,7 +186,8 @@ func Run(ctx context.Context, opts Options) error {
 
 // warnRestartOnly says which edited fields take effect only after a restart.
 func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
-	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Coordination != cur.Coordination || old.Announce != cur.Announce || old.Metrics != cur.Metrics {
-		log.Warn("nodeName, kubeconfig, coordination, announce and metrics take effect after a restart (systemctl restart l2lbd)")
+	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Kubernetes != cur.Kubernetes ||
+		old.Coordination != cur.Coordination || old.Announce != cur.Announce || old.Metrics != cur.Metrics {
+		log.Warn("nodeName, kubeconfig, kubernetes, coordination, announce and metrics take effect after a restart (systemctl restart l2lbd)")
 	}
 }

@@ -72,6 +72,9 @@ type placer struct {
 	cfg      *config.Config
 	links    []placement.Link
 	members  map[string]memberSeen // member Leases the core knows, by node
+	services map[string]bool       // Services the core knows, by namespace/name
+	nodes    map[string]bool       // Node objects the core knows
+	digest   string                // of the config last published
 	handover bool                  // the last plan: a live peer could take over
 }
 
@@ -87,6 +90,8 @@ func newPlacer(p placer) *placer {
 	p.wake = make(chan struct{}, 1)
 	p.conflicts = make(chan placement.Conflict, 64)
 	p.members = map[string]memberSeen{}
+	p.services = map[string]bool{}
+	p.nodes = map[string]bool{}
 	return &p
 }
 
@@ -191,7 +196,11 @@ func (p *placer) waitLinks(ctx context.Context) bool {
 func (p *placer) observe(now time.Time) placement.Observation {
 	o := placement.Observation{Now: now, Synced: p.view.Synced()}
 	if cfg := p.config(); cfg != p.cfg {
-		p.cfg, o.Config = cfg, cfg
+		// A reload that changed nothing but comments costs no decision.
+		if p.cfg == nil || cfg.Digest() != p.cfg.Digest() {
+			o.Config = cfg
+		}
+		p.cfg = cfg
 	}
 	if p.linksChanged.Swap(false) || p.links == nil {
 		if links := p.currentLinks(); !slices.EqualFunc(links, p.links, sameLink) || p.links == nil {
@@ -210,15 +219,35 @@ func (p *placer) observe(now time.Time) placement.Observation {
 		for _, l := range p.view.Leases() {
 			d.Leases[l.Name] = true
 		}
-		for node := range p.members { // deleted while the informers were replaced
+		// And what the core knows: objects deleted while the informers
+		// were replaced are gone from the new ones' lists.
+		for node := range p.members {
 			d.Leases[kube.MemberLeasePrefix+node] = true
+		}
+		for key := range p.services {
+			d.Services[key] = true
+		}
+		for name := range p.nodes {
+			d.Nodes[name] = true
 		}
 	}
 	for key := range d.Services {
-		o.Services = append(o.Services, p.service(key))
+		u := p.service(key)
+		if u.Service == nil {
+			delete(p.services, key)
+		} else {
+			p.services[key] = true
+		}
+		o.Services = append(o.Services, u)
 	}
 	for name := range d.Nodes {
-		o.Nodes = append(o.Nodes, p.nodeUpdate(name))
+		u := p.nodeUpdate(name)
+		if u.Deleted {
+			delete(p.nodes, name)
+		} else {
+			p.nodes[name] = true
+		}
+		o.Nodes = append(o.Nodes, u)
 	}
 	for name := range d.Leases {
 		node, isMember := strings.CutPrefix(name, kube.MemberLeasePrefix)
@@ -320,18 +349,20 @@ func (p *placer) nodeUpdate(name string) placement.NodeUpdate {
 
 // apply carries out a plan.
 func (p *placer) apply(plan placement.Plan) {
-	// The deadline first: a new set must never be answered under an
-	// expired one, nor an expired set under a new deadline.
+	// The new set and claims before the new deadline: an old set or old
+	// claims (from before a pause) must never be answered or written under
+	// a deadline extended by this step.
 	if plan.DesiredChanged {
 		p.netio.SetDesired(plan.Desired)
 	}
-	p.netio.AnswerUntil(plan.AnswerUntil)
-	p.heartbeat.ValidUntil(plan.AnswerUntil)
-	if plan.PublishChanged {
+	if digest := p.cfg.Digest(); plan.PublishChanged || digest != p.digest {
 		m := plan.Publish
 		p.heartbeat.Set(kube.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
-			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: p.cfg.Digest(), Version: p.version})
+			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: digest, Version: p.version})
+		p.digest = digest
 	}
+	p.netio.AnswerUntil(plan.AnswerUntil)
+	p.heartbeat.ValidUntil(plan.AnswerUntil)
 	if plan.RefreshView {
 		p.view.Refresh()
 	}
@@ -353,7 +384,6 @@ func (p *placer) apply(plan placement.Plan) {
 			}
 		}
 	}
-	p.handover = plan.PeerCanTakeOver
 	if p.lead != nil {
 		p.lead(plan.Lead)
 	}
@@ -362,6 +392,6 @@ func (p *placer) apply(plan placement.Plan) {
 	}
 }
 
-// peerCanTakeOver reports, once run has returned, whether the last
-// decision saw a live peer that could take this node's addresses over.
-func (p *placer) peerCanTakeOver() bool { return p.handover }
+// peerCanTakeOver reports, once run has returned, whether live peers could
+// take this node's addresses over.
+func (p *placer) peerCanTakeOver() bool { return p.core.PeerCanTakeOver() }

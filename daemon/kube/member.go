@@ -213,6 +213,11 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	name := MemberLeasePrefix + h.node
 	sent := time.Now()
 	now := metav1.NewMicroTime(sent)
+	if until := h.validUntil.Load(); until != 0 && int64(sent.Sub(h.base)) > until {
+		// Checked again as late as possible: the process may have been
+		// stopped since Run read the Member.
+		m.Claims, m.Leader, m.Handover, m.HandoverTo = nil, false, netip.Addr{}, ""
+	}
 	ann := m.annotations()
 	if h.lease == nil {
 		l := &coordinationv1.Lease{}

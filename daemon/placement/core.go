@@ -135,9 +135,6 @@ type Plan struct {
 	Announced []Announced
 	// Conflicts to report (log and Event), de-duplicated.
 	Conflicts []ConflictReport
-	// PeerCanTakeOver: a live, fresh peer could take this node's addresses
-	// over if it stopped now.
-	PeerCanTakeOver bool
 	// Healthy: the view is fresh.
 	Healthy bool
 	// Answering is how many addresses this node answers for.
@@ -176,6 +173,9 @@ const (
 	// writesKept is how many recent renewals are remembered to recognise
 	// them when they come back through the informers.
 	writesKept = 16
+	// handoverBackoff: after a hand-over nobody took, nothing is offered
+	// for this long.
+	handoverBackoff = time.Minute
 )
 
 // Core is one node's decision state. It is not safe for concurrent use.
@@ -305,8 +305,12 @@ func (c *Core) Step(o Observation) Plan {
 		c.setConfig(s, o.Config)
 	}
 	if o.NewLinks {
+		// The interface of what this node answers for may change; other
+		// nodes' choices only if the pools it can serve change.
 		c.links = o.Links
-		s.full = true // interfaces and servable pools may have changed
+		for ip := range c.owned {
+			s.touch(ip)
+		}
 	}
 	if o.Config != nil || o.NewLinks {
 		if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
@@ -443,12 +447,17 @@ func (c *Core) setNode(s *step, u NodeUpdate) {
 	old, known := c.nodes[u.Name]
 	if u.Deleted {
 		delete(c.nodes, u.Name)
-		s.full = s.full || known
+		_, member := c.peers[u.Name]
+		s.full = s.full || known && (member || u.Name == c.self)
 		return
 	}
 	f := nodeFacts{ready: u.Ready, excluded: u.Excluded}
 	c.nodes[u.Name] = f
-	s.full = s.full || !known || old != f
+	// Only members (this node, or a peer with a Lease) are placed on.
+	_, member := c.peers[u.Name]
+	if member || u.Name == c.self {
+		s.full = s.full || !known || old != f
+	}
 }
 
 func (c *Core) setLease(s *step, u LeaseUpdate) {
@@ -523,6 +532,15 @@ func (c *Core) restore(s *step, leases []LeaseUpdate) {
 	if n := len(s.next); n > 0 {
 		s.note(slog.LevelInfo, "answering again for the addresses claimed before the restart", "ips", n)
 	}
+}
+
+func (c *Core) claimedByLivePeer(ip netip.Addr) bool {
+	for _, p := range c.peers {
+		if p.live && p.claims[ip] {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Core) claimedByPeer(ip netip.Addr) bool {
@@ -604,10 +622,12 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
 	case healthy && c.frozen:
-		// Peers were unobservable too; give each a full lease duration
-		// to show it is alive before taking anything over.
+		// Peers were unobservable too; give each that was live when the
+		// freeze began a full lease duration to show it still is.
 		for _, p := range c.peers {
-			p.seenAt, p.live = now, true
+			if p.seenAt.Add(c.t.Lease).After(c.frozenSince) {
+				p.seenAt, p.live = now, true
+			}
 		}
 		if c.writeLapsed {
 			// Peers may have expired this node and taken its addresses:
@@ -730,7 +750,7 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 		for ip := range c.addrs {
 			s.touch(ip)
 		}
-		for ip := range c.owned {
+		for ip := range s.owned(c) {
 			s.touch(ip)
 		}
 		for ip := range c.owners {
@@ -798,15 +818,17 @@ func (c *Core) setOwner(ip netip.Addr, owner string) {
 
 // want says whether this node answers for ip after this step, and where.
 func (c *Core) want(s *step, ip netip.Addr, owner string, settling bool) (string, bool) {
-	iface, have := s.owned(c)[ip]
+	_, have := s.owned(c)[ip]
 	if c.frozen {
 		// Keep what it has, take nothing: a stale view cannot tell. But
-		// never an address the config no longer has in a pool.
-		if !have || c.yielded[ip] || c.cfg == nil {
+		// never an address whose Service is gone, nor one a live peer
+		// claims (it took over while this node was away), nor one it has
+		// no usable, allowed interface for any more (carrier lost, config
+		// edited).
+		if !have || c.yielded[ip] || c.addrs[ip] == nil || c.claimedByLivePeer(ip) {
 			return "", false
 		}
-		_, inPool := c.cfg.PoolFor(ip)
-		return iface, inPool
+		return c.interfaceFor(ip)
 	}
 	if owner != c.self || settling && !have || ip == c.handover {
 		return "", false
@@ -852,7 +874,9 @@ func interfaceFor(cfg *config.Config, pool *config.Pool, ip netip.Addr, links []
 	return "", false
 }
 
-// servablePools names the pools this node has a usable interface for.
+// servablePools names the pools this node has a usable interface for, for
+// every address: a subnet that holds only part of a pool would make the node
+// eligible for addresses it cannot answer.
 func servablePools(cfg *config.Config, links []Link) map[string]bool {
 	out := map[string]bool{}
 	if cfg == nil {
@@ -860,11 +884,14 @@ func servablePools(cfg *config.Config, links []Link) map[string]bool {
 	}
 	for i := range cfg.Pools {
 		p := &cfg.Pools[i]
+		covered := len(p.Addresses) > 0
 		for _, r := range p.Addresses {
-			if _, ok := interfaceFor(cfg, p, r.First, links); ok {
-				out[p.Name] = true
-				break
-			}
+			_, first := interfaceFor(cfg, p, r.First, links)
+			_, last := interfaceFor(cfg, p, r.Last, links)
+			covered = covered && first && last
+		}
+		if covered {
+			out[p.Name] = true
 		}
 	}
 	return out
@@ -911,15 +938,27 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 		"held", c.count[c.self], "fair_share", fair)
 }
 
-// endHandover ends the hand-over in flight once a peer claims the address,
-// or after a lease duration without one (the address is then placed anew).
+// endHandover ends the hand-over in flight once a peer claims the address.
+// After a lease duration without one (the target could not take it: its
+// view differs, it froze, it has no interface), the offer is withdrawn and
+// the address placed by the ordinary rule, which every node agrees on; and
+// nothing is offered for a while, so that an address is not offered, left
+// unanswered and offered again in turn.
 func (c *Core) endHandover(s *step) {
 	ip := c.handover
-	if !ip.IsValid() || !c.claimedByPeer(ip) && s.now.Sub(c.handoverAt) < c.t.Lease {
+	if !ip.IsValid() {
+		return
+	}
+	taken := c.claimedByPeer(ip)
+	if !taken && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
 	}
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	s.touch(ip)
+	if !taken {
+		s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip)
+		c.nextShed = s.now.Add(handoverBackoff)
+	}
 }
 
 // fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can
@@ -935,6 +974,35 @@ func (c *Core) fairShare(nodes []Node) int {
 		return 0
 	}
 	return int(math.Ceil((1 + fairSlack) * float64(len(c.owners)) / float64(n)))
+}
+
+// PeerCanTakeOver reports whether every address this node answers for has
+// a live peer, not stale, that is eligible for it: then a graceful stop
+// hands over at once. Otherwise the node keeps its Lease, so that a restart
+// resumes answering at once.
+func (c *Core) PeerCanTakeOver() bool {
+	nodes := c.nodeList()
+	self := len(nodes) - 1
+	nodes[self].Live = false
+	anyPeer := false
+	for _, n := range nodes[:self] {
+		anyPeer = anyPeer || n.Live && !n.Stale
+	}
+	if !anyPeer {
+		return false
+	}
+	for ip := range c.owned {
+		a, ok := c.addrs[ip]
+		if !ok {
+			continue
+		}
+		addr := c.address(ip, a)
+		addr.OfferedTo = ""
+		if Owner(nodes, &addr) == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // finish commits the owned set and fills in the rest of the plan.
@@ -984,12 +1052,6 @@ func (c *Core) finish(s *step, stale bool) {
 	s.plan.Publish = pub
 	s.plan.Healthy = !c.frozen
 	s.plan.Answering = len(c.owned)
-	for _, p := range c.peers {
-		if p.live && !p.member.Stale {
-			s.plan.PeerCanTakeOver = true
-			break
-		}
-	}
 	s.plan.Wake = c.wake(now)
 }
 

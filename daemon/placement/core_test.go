@@ -570,8 +570,93 @@ func TestCoreTransitions(t *testing.T) {
 			},
 			want: []string{xa},
 			check: func(t *testing.T, s *sim, p Plan) {
-				if p.PeerCanTakeOver {
+				if s.c.PeerCanTakeOver() {
 					t.Error("a lone node thinks a peer can take over")
+				}
+			},
+		},
+		{
+			name: "frozen: carrier lost drops the address too",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				s.cutOff(2500 * time.Millisecond)
+				down := []Link{{Name: "eth0", Usable: false, Prefixes: eth0[0].Prefixes}}
+				return s.step(Observation{Links: down, NewLinks: true})
+			},
+			want: []string{},
+		},
+		{
+			name: "restart: a restored address whose Service is gone is dropped at once",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.start(Observation{Leases: []LeaseUpdate{lease("a", x)}})
+			},
+			want: []string{},
+		},
+		{
+			name: "thawing: a peer dead before the freeze stays dead",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				s.run(4*time.Second, lease("c")) // b dies; a takes z
+				if !slices.Contains(s.answering(), z) {
+					t.Fatalf("did not take %s from the dead b", z)
+				}
+				s.cutOff(2500 * time.Millisecond)
+				s.step(s.renewed(Observation{}))
+				return s.run(timings.Renew, lease("c"))
+			},
+			want: []string{z},
+		},
+		{
+			name:      "hand-over not taken: the offer is withdrawn after a lease duration and not made again soon",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				var svcs []ServiceUpdate
+				var all []string
+				for i := 200; i < 212; i++ {
+					ip := fmt.Sprintf("198.51.100.%d", i)
+					all = append(all, ip)
+					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
+				}
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				s.fresh(lease("b"), lease("c")) // b and c never take an offer
+				first := s.plan.Publish.Handover
+				if !first.IsValid() {
+					t.Fatalf("no hand-over offered: %+v", s.plan.Publish)
+				}
+				offers := 1
+				for range 30 {
+					s.advance(timings.Renew)
+					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+					if h := p.Publish.Handover; h.IsValid() && h != first {
+						offers++
+						first = h
+					}
+				}
+				if offers != 1 {
+					t.Errorf("%d offers in 30 s, want 1", offers)
+				}
+				return s.plan
+			},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if p.Publish.Handover.IsValid() {
+					t.Errorf("still offering %v", p.Publish.Handover)
+				}
+			},
+		},
+		{
+			name: "stop: a peer that cannot serve the address does not count as one that can take over",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				other := lease("b")
+				other.Member.Pools = []string{"other"}
+				return s.fresh(other)
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if s.c.PeerCanTakeOver() {
+					t.Error("b, which cannot serve lan, counts as able to take over")
 				}
 			},
 		},

@@ -88,8 +88,8 @@ func Place(nodes []Node, addrs []Address) map[netip.Addr]string {
 }
 
 // Owner returns the owner of a: the highest-scoring eligible claimant; else
-// the node it is offered to, if eligible; else the highest-scoring eligible
-// node; "" when no node is eligible.
+// the node it is offered to, if eligible and not stale; else the
+// highest-scoring eligible node that is not stale; "" when there is none.
 func Owner(nodes []Node, a *Address) string {
 	var best, bestClaimant *Node
 	var bestScore, bestClaimScore uint64
@@ -99,10 +99,14 @@ func Owner(nodes []Node, a *Address) string {
 		if !Eligible(n, a) {
 			continue
 		}
-		offered = offered || n.Name == a.OfferedTo
 		s := Score(a.IP, n.Name)
-		if best == nil || better(s, n.Name, bestScore, best.Name) {
-			best, bestScore = n, s
+		// A node with a stale view keeps what it claims but takes
+		// nothing new: it would not answer.
+		if !n.Stale {
+			offered = offered || n.Name == a.OfferedTo
+			if best == nil || better(s, n.Name, bestScore, best.Name) {
+				best, bestScore = n, s
+			}
 		}
 		if n.Claims[a.IP] && (bestClaimant == nil || better(s, n.Name, bestClaimScore, bestClaimant.Name)) {
 			bestClaimant, bestClaimScore = n, s
@@ -127,7 +131,7 @@ func HandoverTarget(nodes []Node, a *Address, from string, room func(node string
 	var bestScore uint64
 	for j := range nodes {
 		n := &nodes[j]
-		if n.Name == from || !Eligible(n, a) || !room(n.Name) {
+		if n.Name == from || n.Stale || !Eligible(n, a) || !room(n.Name) {
 			continue
 		}
 		if s := Score(a.IP, n.Name); best == nil || better(s, n.Name, bestScore, best.Name) {

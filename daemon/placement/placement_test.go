@@ -51,6 +51,14 @@ func winner(ip string, names ...string) string {
 
 func offered(a Address, to string) Address { a.OfferedTo = to; return a }
 
+// loserOf is the one of two nodes rendezvous does not prefer for ip.
+func loserOf(ip, x, y string) string {
+	if winner(ip, x, y) == x {
+		return y
+	}
+	return x
+}
+
 func TestPlace(t *testing.T) {
 	const ip = "198.51.100.200"
 	loser := "a" // a node rendezvous does not prefer
@@ -75,6 +83,8 @@ func TestPlace(t *testing.T) {
 		{"nobody eligible", []Node{node("a", func(n *Node) { n.Live = false })}, addr(ip), ""},
 		{"offered, no claimant: the offered node", []Node{node("a"), node("b"), node("c")}, offered(addr(ip), loser), loser},
 		{"offered, but a claimant keeps it", []Node{node("a", claims(ip)), node("b")}, offered(addr(ip), "b"), "a"},
+		{"stale: keeps its claim", []Node{node("a", claims(ip), func(n *Node) { n.Stale = true }), node("b")}, addr(ip), "a"},
+		{"stale: takes nothing new", []Node{node(winner(ip, "a", "b"), func(n *Node) { n.Stale = true }), node(loserOf(ip, "a", "b"))}, addr(ip), loserOf(ip, "a", "b")},
 		{"offered to an ineligible node: rendezvous", []Node{node("a"), node("b", func(n *Node) { n.Ready = false })}, offered(addr(ip), "b"), "a"},
 	}
 	for _, tc := range tests {
@@ -122,6 +132,7 @@ func TestHandoverTarget(t *testing.T) {
 		{"only nodes with room", []Node{node("a"), node("b"), node("c")}, func(n string) bool { return n == "c" }, "c"},
 		{"only eligible nodes", []Node{node("a"), node("b", func(n *Node) { n.Live = false }), node("c")}, all, "c"},
 		{"nobody", []Node{node("a"), node("b", func(n *Node) { n.Excluded = true })}, all, ""},
+		{"not a stale node", []Node{node("a"), node("b", func(n *Node) { n.Stale = true }), node("c")}, all, "c"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
