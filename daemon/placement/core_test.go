@@ -138,6 +138,18 @@ func localSvc(name, ip string, endpoints ...string) ServiceUpdate {
 	return u
 }
 
+// twelve returns 12 Services with an address each, and the addresses.
+func twelve() ([]ServiceUpdate, []string) {
+	var svcs []ServiceUpdate
+	var all []string
+	for i := 200; i < 212; i++ {
+		ip := fmt.Sprintf("198.51.100.%d", i)
+		all = append(all, ip)
+		svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
+	}
+	return svcs, all
+}
+
 func gone(name string) ServiceUpdate {
 	return ServiceUpdate{Key: ipam.Key{Namespace: "default", Name: name}}
 }
@@ -481,13 +493,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "rebalance: over its fair share, hands one address over per renew interval, each once taken",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				var svcs []ServiceUpdate
-				var all []string
-				for i := 200; i < 212; i++ {
-					ip := fmt.Sprintf("198.51.100.%d", i)
-					all = append(all, ip)
-					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
-				}
+				svcs, all := twelve()
 				mine := lease("a", all...) // a restarted while alone, holds all 12
 				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{mine}})
 				p := s.fresh(lease("b"), lease("c"))
@@ -532,13 +538,7 @@ func TestCoreTransitions(t *testing.T) {
 		{
 			name: "rebalance off: a restarted node keeps everything",
 			run: func(t *testing.T, s *sim) Plan {
-				var svcs []ServiceUpdate
-				var all []string
-				for i := 200; i < 212; i++ {
-					ip := fmt.Sprintf("198.51.100.%d", i)
-					all = append(all, ip)
-					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
-				}
+				svcs, all := twelve()
 				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
 				s.fresh(lease("b"), lease("c"))
 				for range 5 {
@@ -612,13 +612,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over not taken: the offer is withdrawn after a lease duration and not made again soon",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				var svcs []ServiceUpdate
-				var all []string
-				for i := 200; i < 212; i++ {
-					ip := fmt.Sprintf("198.51.100.%d", i)
-					all = append(all, ip)
-					svcs = append(svcs, svc(fmt.Sprintf("s%d", i), ip))
-				}
+				svcs, all := twelve()
 				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
 				s.fresh(lease("b"), lease("c")) // b and c never take an offer
 				first := s.plan.Publish.Handover

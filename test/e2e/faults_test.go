@@ -32,19 +32,27 @@ func fromMAC(p *prober, mac string, after time.Time) (replies, announcements int
 	return replies, announcements
 }
 
+// probedService creates a Service and returns its address, the node that
+// answers for it, and a prober asking for it every 5 ms that has heard it.
+func probedService(t *testing.T, l *lab.Lab) (netip.Addr, *lab.Node, *prober) {
+	t.Helper()
+	l.CreateLBService(ctxBg, "default", "web")
+	ip := waitIngress(t, l, "default", "web", 1)[0]
+	o := owner(t, l, ip)
+	p := startProber(t, l, 5*time.Millisecond)
+	p.watch(ip)
+	p.firstReplyAfter(t, "", 5*time.Second)
+	return ip, o, p
+}
+
 // TestPauseResume: the owner is stopped (SIGSTOP) for 8 s, as a VM freeze
 // or a stalled process is; a peer takes over; once continued, the old
 // owner sends nothing for the address (no reply to a queued or a new
 // request, no announcement), and the takeover sticks.
 func TestPauseResume(t *testing.T) {
 	l, ds := placementLab(t, 3, "")
-	l.CreateLBService(ctxBg, "default", "web")
-	ip := waitIngress(t, l, "default", "web", 1)[0]
-	o := owner(t, l, ip)
+	ip, o, p := probedService(t, l)
 	oldMAC := strings.ToLower(o.MAC.String())
-	p := startProber(t, l, 5*time.Millisecond)
-	p.watch(ip)
-	p.firstReplyAfter(t, "", 5*time.Second)
 
 	d := daemonOn(ds, o)
 	if err := d.proc.Signal(syscall.SIGSTOP); err != nil {
@@ -89,13 +97,8 @@ func TestCarrierLoss(t *testing.T) {
 	}
 	ds := startDaemons(t, l, defaultPools, "")
 	waitMembers(t, l)
-	l.CreateLBService(ctxBg, "default", "web")
-	ip := waitIngress(t, l, "default", "web", 1)[0]
-	o := owner(t, l, ip)
+	ip, o, p := probedService(t, l)
 	oldMAC := strings.ToLower(o.MAC.String())
-	p := startProber(t, l, 5*time.Millisecond)
-	p.watch(ip)
-	p.firstReplyAfter(t, "", 5*time.Second)
 
 	lost := time.Now()
 	l.SetCarrier(o, false)
