@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -132,6 +133,9 @@ func connect(ctx context.Context, path, userAgent string, qps float64, burst int
 	}
 	cfg.UserAgent = userAgent
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(qps), burst, nil
+	if qps > 0 && cfg.QPS == 0 {
+		cfg.QPS = math.SmallestNonzeroFloat32 // a tiny limit is still a limit
+	}
 	// Protobuf, not JSON: after a cold start every daemon decodes thousands
 	// of Service updates, and the API server encodes them for each watcher,
 	// on the same machines as the workloads.

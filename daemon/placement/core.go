@@ -208,6 +208,9 @@ type Core struct {
 	lastWrite   time.Time // sent time of the newest successful renewal
 	frozen      bool
 	frozenSince time.Time
+	// freshBeforeFreeze is fresh when the node last froze: the peers
+	// live then are given a lease duration when it thaws.
+	freshBeforeFreeze time.Time
 	// lapsedAt is set while this node recovers from not running for
 	// longer than window: it claims nothing until a renewal sent after
 	// this time has come back.
@@ -623,9 +626,12 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	switch {
 	case healthy && c.frozen:
 		// Peers were unobservable too; give each that was live when the
-		// freeze began a full lease duration to show it still is.
+		// view was last fresh a full lease duration to show it still is.
+		// (Not "live when the freeze began": the freeze is noticed a
+		// window after the outage began, when peers that renewed until
+		// the outage may already look expired.)
 		for _, p := range c.peers {
-			if p.seenAt.Add(c.t.Lease).After(c.frozenSince) {
+			if c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze) {
 				p.seenAt, p.live = now, true
 			}
 		}
@@ -664,6 +670,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 func (c *Core) enterFrozen(s *step) {
 	if !c.frozen {
 		c.frozenSince = s.now
+		c.freshBeforeFreeze = c.fresh
 	}
 	c.frozen = true
 	s.full = true

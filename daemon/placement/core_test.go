@@ -594,6 +594,29 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{},
 		},
 		{
+			name: "thawing after an API outage: peers that renewed until it began keep their addresses",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				// The last renewals before the outage: b's a second before
+				// this node's, as the renew phases fall.
+				s.advance(timings.Renew / 2)
+				s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", z), lease("c")})})
+				s.advance(timings.Renew / 2)
+				s.step(s.renewed(Observation{}))
+				s.cutOff(60 * time.Second)
+				s.step(s.renewed(Observation{}))
+				// The peers' first renewals after the outage come after
+				// this node has settled.
+				s.run(timings.Renew)
+				if slices.Contains(s.answering(), z) {
+					t.Errorf("took %s from b, which renewed until the outage began", z)
+				}
+				return s.run(timings.Lease-timings.Renew, lease("b", z), lease("c"))
+			},
+			want: []string{x},
+		},
+		{
 			name: "thawing: a peer dead before the freeze stays dead",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
