@@ -36,6 +36,11 @@ type Timings struct {
 // that, and it must be silent by then.
 func (t Timings) window() time.Duration { return t.Lease - t.Renew }
 
+// freshFor is how old the newest own renewal seen back may be for the view
+// to count as fresh: two thirds of a lease duration, which leaves room for
+// a renewal's latency even at the fastest timings (lease = 2 × renew).
+func (t Timings) freshFor() time.Duration { return t.Lease * 2 / 3 }
+
 // Link is one interface of this host, as netio sees it.
 type Link struct {
 	Name     string
@@ -621,7 +626,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease {
 		c.writeLapsed = true
 	}
-	healthy := synced && !c.fresh.IsZero() && now.Sub(c.fresh) <= c.t.window() &&
+	healthy := synced && !c.fresh.IsZero() && now.Sub(c.fresh) <= c.t.freshFor() &&
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
 	case healthy && c.frozen:
@@ -660,7 +665,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	// Writes work but the informers lag (reflectors back off after an API
 	// outage): replace them rather than wait.
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
-		now.Sub(c.fresh) > c.t.window() && now.Sub(c.refreshed) > c.t.Lease {
+		now.Sub(c.fresh) > c.t.freshFor() && now.Sub(c.refreshed) > c.t.Lease {
 		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers; restarting them")
 		s.plan.RefreshView = true
 		c.refreshed = now
@@ -1074,7 +1079,7 @@ func (c *Core) wake(now time.Time) time.Duration {
 		}
 	}
 	if !c.frozen {
-		wake = min(wake, c.fresh.Add(c.t.window()).Sub(now))
+		wake = min(wake, c.fresh.Add(c.t.freshFor()).Sub(now))
 	}
 	if now.Before(c.settleUntil) {
 		wake = min(wake, c.settleUntil.Sub(now))

@@ -748,3 +748,32 @@ func TestCoreIncremental(t *testing.T) {
 		}
 	}
 }
+
+// TestCoreFastestTimings: at lease = 2 × renew (100 ms / 200 ms), renewals
+// seen back a renew interval apart, each 50 ms after it was sent, keep the
+// view fresh (found end to end: a freshness bound of lease − renew made the
+// view flap between fresh and stale at every renewal).
+func TestCoreFastestTimings(t *testing.T) {
+	fast := Timings{Renew: 100 * time.Millisecond, Lease: 200 * time.Millisecond}
+	c := NewCore("a", fast)
+	now := time.Unix(1000, 0)
+	cfg := testConfig(t, false)
+	c.Step(Observation{Now: now, Synced: true, Config: cfg, Links: eth0, NewLinks: true})
+	var sent time.Time
+	for i := range 50 {
+		if i%4 == 0 { // a renewal sent every 100 ms...
+			sent = now
+		}
+		o := Observation{Now: now, Synced: true}
+		if i%4 == 2 { // ...seen back 50 ms later
+			r := time.Unix(int64(i), 0)
+			o.Writes = []Write{{Renew: r, Sent: sent}}
+			o.Leases = []LeaseUpdate{{Node: "a", Renew: r}}
+		}
+		p := c.Step(o)
+		if i > 4 && !p.Healthy {
+			t.Fatalf("step %d: stale with renewals seen back every 100 ms", i)
+		}
+		now = now.Add(25 * time.Millisecond)
+	}
+}
