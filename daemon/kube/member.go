@@ -162,11 +162,16 @@ func (h *Heartbeat) current() (Member, bool) {
 	if m == nil {
 		return Member{}, false
 	}
-	out := *m
-	if until := h.validUntil.Load(); until != 0 && int64(time.Since(h.base)) > until {
-		out.Claims, out.Leader, out.Handover, out.HandoverTo = nil, false, netip.Addr{}, ""
+	return h.validAt(*m, time.Now()), true
+}
+
+// validAt is m as it may be written at t: without claims, the leader role
+// or a hand-over once ValidUntil has passed.
+func (h *Heartbeat) validAt(m Member, t time.Time) Member {
+	if until := h.validUntil.Load(); until != 0 && int64(t.Sub(h.base)) > until {
+		m.Claims, m.Leader, m.Handover, m.HandoverTo = nil, false, netip.Addr{}, ""
 	}
-	return out, true
+	return m
 }
 
 // Run renews until ctx is done. Failures are logged once per kind and retried
@@ -213,11 +218,9 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	name := MemberLeasePrefix + h.node
 	sent := time.Now()
 	now := metav1.NewMicroTime(sent)
-	if until := h.validUntil.Load(); until != 0 && int64(sent.Sub(h.base)) > until {
-		// Checked again as late as possible: the process may have been
-		// stopped since Run read the Member.
-		m.Claims, m.Leader, m.Handover, m.HandoverTo = nil, false, netip.Addr{}, ""
-	}
+	// Checked again as late as possible: the process may have been
+	// stopped since Run read the Member.
+	m = h.validAt(m, sent)
 	ann := m.annotations()
 	if h.lease == nil {
 		l := &coordinationv1.Lease{}
