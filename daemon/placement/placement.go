@@ -1,12 +1,15 @@
 // Package placement decides which node answers for each Service address. It
-// is pure: every daemon evaluates Place over its own view of the cluster and,
+// is pure: every daemon evaluates Owner over its own view of the cluster and,
 // as long as the views agree, they all reach the same answer without talking
-// to each other; only the owner answers and claims.
+// to each other; only the owner answers and claims. Core (core.go) is one
+// node's decision state machine built on these rules.
 //
 // The rule (DESIGN.md, "Who answers"): among the nodes eligible for an
 // address, one that already claims it keeps it (so adding a node or
-// restarting a standby moves nothing); with several claimants, or none, the
-// highest rendezvous score hash(address, node) wins, which spreads addresses
+// restarting a standby moves nothing); with several claimants the highest
+// rendezvous score hash(address, node) wins; with none, the node its last
+// owner offered it to (a hand-over to balance the load), else the highest
+// score among the nodes whose view is not stale, which spreads addresses
 // evenly and moves only the addresses of a node that leaves.
 //
 // The IPAM leader, the one node that writes Service status, is placed by the
