@@ -28,13 +28,18 @@ const (
 	// truncated and fail validation; no frame that is answered comes
 	// near that size.
 	frameBufLen = 2048
-	// pollInterval is the socket's receive timeout: how long a blocked
-	// reader may take to notice Close. The kernel does not wake a thread
-	// blocked on a packet socket when another thread closes it, so the
-	// reader looks at the closed flag at least this often. Each timeout
-	// costs the idle daemon a thread wake-up and the Go runtime's retaking
-	// of its P: at 100 ms, two readers cost 0.2 % of a core doing nothing.
+	// pollInterval is the socket's receive and send timeout: how long
+	// ReadFrom may take to notice Close (the kernel does not wake a thread
+	// blocked on a packet socket when another thread closes it), and how
+	// long a full send buffer may hold a writer.
 	pollInterval = 500 * time.Millisecond
+	// idleWait bounds serveFrames' wait for a frame. Close wakes the wait
+	// at once; the bound is only a backstop. It is long because every
+	// entry into a blocking wait keeps the Go scheduler's monitor thread
+	// polling for about 20 ms (until it hands the blocked thread's P on):
+	// readers woken twice a second by a timeout were a third of an idle
+	// daemon's CPU.
+	idleWait = time.Minute
 	rcvBuf       = 4 << 20
 	// staleRequest is how long a request may have waited in the socket
 	// and still be answered: far above the time a busy reader takes to
@@ -81,17 +86,20 @@ var (
 // blocked in recvmmsg keeps the number, and closing it under the reader
 // would let the next socket opened anywhere in the process reuse the
 // number and be read by the wrong reader. Every operation holds a use for
-// its duration; Close marks the socket closed, and whoever drops the last
-// use (Close itself, or a reader noticing within pollInterval) closes the
-// descriptor.
+// its duration; Close marks the socket closed and wakes a waiting reader,
+// and whoever drops the last use closes the descriptors.
 type packetSocket struct {
-	fd  int
-	mac net.HardwareAddr
+	fd int
+	// wake is an eventfd that Close writes to: serveFrames waits for
+	// frames in poll on both, so Close ends the wait at once.
+	wake int
+	mac  net.HardwareAddr
 	// uses counts operations in progress; closedBit is set by Close.
 	uses atomic.Int64
 
 	// Owned by the one goroutine in serveFrames.
-	msgs [recvBatch]mmsghdr
+	pollFds [2]unix.PollFd
+	msgs    [recvBatch]mmsghdr
 	iovs [recvBatch]unix.Iovec
 	bufs [recvBatch][frameBufLen]byte
 	oobs [recvBatch][oobLen]byte
@@ -141,7 +149,13 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		unix.Close(fd)
 		return nil, err
 	}
-	s := &packetSocket{fd: fd, mac: ifi.mac}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	s := &packetSocket{fd: fd, wake: wake, mac: ifi.mac}
+	s.pollFds = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
 	for i := range s.msgs {
 		s.iovs[i].Base = &s.bufs[i][0]
 		s.iovs[i].SetLen(frameBufLen)
@@ -217,23 +231,31 @@ func (s *packetSocket) acquire() bool {
 func (s *packetSocket) release() {
 	if s.uses.Add(-1) == closedBit {
 		unix.Close(s.fd)
+		unix.Close(s.wake)
 	}
 }
 
 func (s *packetSocket) closed() bool { return s.uses.Load()&closedBit != 0 }
 
-// Close stops the socket. It does not wait: a reader blocked in the kernel
-// returns net.ErrClosed within pollInterval.
+// Close stops the socket. It does not wait: a reader waiting in
+// serveFrames returns net.ErrClosed at once, one in ReadFrom within
+// pollInterval. It holds a use itself while it wakes the reader, so the
+// eventfd cannot be closed (and its number reused) under the write.
 func (s *packetSocket) Close() error {
-	if s.uses.Or(closedBit) == 0 {
-		return unix.Close(s.fd)
+	if !s.acquire() {
+		return nil
 	}
+	s.uses.Or(closedBit)
+	// Any non-zero 8-byte count makes the eventfd readable, whatever the
+	// byte order.
+	_, _ = unix.Write(s.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	s.release()
 	return nil
 }
 
 // serveFrames reads on a thread of its own: between frames the thread
-// sleeps in recvmmsg, so the kernel wakes exactly the thread that answers,
-// and a busy socket is drained a batch per system call.
+// sleeps in poll, so the kernel wakes exactly the thread that answers, and
+// a busy socket is drained a batch per system call without waiting.
 func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error {
 	if !s.acquire() {
 		return net.ErrClosed
@@ -245,8 +267,10 @@ func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error 
 		n, errno := s.recv()
 		switch errno {
 		case 0:
-		case unix.EAGAIN, unix.EINTR:
-			// The receive timeout: look at the closed flag.
+		case unix.EAGAIN:
+			s.wait()
+			continue
+		case unix.EINTR:
 			continue
 		case unix.ENETDOWN:
 			// Reported once when the link goes down; the socket
@@ -329,12 +353,18 @@ func (s *packetSocket) flush() {
 	s.nout = 0
 }
 
-// recv blocks until at least one frame is queued (or the receive timeout
-// passes), then takes up to recvBatch of them without blocking again.
+// recv takes up to recvBatch queued frames without blocking; EAGAIN says
+// there were none.
 func (s *packetSocket) recv() (int, unix.Errno) {
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&s.msgs[0])),
-		recvBatch, unix.MSG_WAITFORONE, 0, 0)
+		recvBatch, unix.MSG_WAITFORONE|unix.MSG_DONTWAIT, 0, 0)
 	return int(n), errno
+}
+
+// wait blocks until a frame is queued, Close is called or idleWait passes.
+// An error (EINTR) returns early too; the caller looks again.
+func (s *packetSocket) wait() {
+	_, _ = unix.Poll(s.pollFds[:], int(idleWait.Milliseconds()))
 }
 
 // ReadFrom reads one frame. The responders use serveFrames instead; this
