@@ -40,7 +40,7 @@ const (
 	// readers woken twice a second by a timeout were a third of an idle
 	// daemon's CPU.
 	idleWait = time.Minute
-	rcvBuf       = 4 << 20
+	rcvBuf   = 4 << 20
 	// staleRequest is how long a request may have waited in the socket
 	// and still be answered: far above the time a busy reader takes to
 	// reach it, far below a pause that lets peers take over. A requester
@@ -100,9 +100,9 @@ type packetSocket struct {
 	// Owned by the one goroutine in serveFrames.
 	pollFds [2]unix.PollFd
 	msgs    [recvBatch]mmsghdr
-	iovs [recvBatch]unix.Iovec
-	bufs [recvBatch][frameBufLen]byte
-	oobs [recvBatch][oobLen]byte
+	iovs    [recvBatch]unix.Iovec
+	bufs    [recvBatch][frameBufLen]byte
+	oobs    [recvBatch][oobLen]byte
 	// Answers queued while a batch is handled, sent with one sendmmsg.
 	out     [recvBatch]mmsghdr
 	outIovs [recvBatch]unix.Iovec
