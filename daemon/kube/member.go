@@ -108,7 +108,12 @@ func (m Member) annotations() map[string]string {
 
 // Heartbeat keeps this node's member Lease renewed every renew interval,
 // carrying the latest Member given to Set. That is its only steady-state
-// write; a change of Member is written at once.
+// write; a change of Member is written at once, except one that only adds
+// claims: that waits until a quarter of the renew interval after the
+// previous write. No peer's decision waits on a new claim, and a burst of
+// new addresses (a cold start with thousands of Services) would otherwise
+// rewrite the growing Lease back to back, loading the API server and every
+// peer's watch with it.
 //
 // The claims and the leader role in a Member hold only until the time given
 // to ValidUntil: a renewal after that, say by a process resuming from a
@@ -129,8 +134,11 @@ type Heartbeat struct {
 	base       time.Time    // monotonic origin of validUntil
 	validUntil atomic.Int64 // nanoseconds after base; 0: no deadline yet
 	kick       chan struct{}
-	lease      *coordinationv1.Lease // owned by Run
-	written    map[string]string     // annotations last written, owned by Run
+	// Owned by Run: the Lease and Member last written, and when.
+	lease         *coordinationv1.Lease
+	written       map[string]string
+	writtenMember Member
+	lastWrite     time.Time
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
@@ -180,20 +188,30 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	tick := time.NewTicker(h.renew)
 	defer tick.Stop()
 	var lastErr string
+	var gathering <-chan time.Time // armed while added claims wait
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-gathering:
 		case <-h.kick:
-			if m, ok := h.current(); ok && maps.Equal(m.annotations(), h.written) {
+			m, ok := h.current()
+			if ok && maps.Equal(m.annotations(), h.written) {
 				continue // nothing new to say before the next tick
+			}
+			if wait := time.Until(h.lastWrite.Add(h.renew / 4)); ok && wait > 0 && onlyAddsClaims(h.writtenMember, m) {
+				if gathering == nil {
+					gathering = time.After(wait)
+				}
+				continue
 			}
 		}
 		m, ok := h.current()
 		if !ok {
 			continue // nothing to publish yet
 		}
+		gathering = nil
 		if err := h.write(ctx, m); err != nil {
 			if err.Error() != lastErr {
 				h.log.Warn("cannot renew member Lease", "err", err)
@@ -251,11 +269,31 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 		h.lease = nil // re-read before the next attempt (conflict, deleted)
 		return fmt.Errorf("write member Lease: %w", err)
 	}
-	h.lease, h.written = out, ann
+	h.lease, h.written, h.writtenMember, h.lastWrite = out, ann, m, sent
 	if out.Spec.RenewTime != nil && h.onWrite != nil {
 		h.onWrite(out.Spec.RenewTime.Time, sent)
 	}
 	return nil
+}
+
+// onlyAddsClaims reports whether next differs from written only by claims
+// that written did not have.
+func onlyAddsClaims(written, next Member) bool {
+	if len(next.Claims) <= len(written.Claims) || !slices.Equal(written.Pools, next.Pools) ||
+		written.Digest != next.Digest || written.Version != next.Version || written.Leader != next.Leader ||
+		written.Stale != next.Stale || written.Handover != next.Handover || written.HandoverTo != next.HandoverTo {
+		return false
+	}
+	claimed := make(map[netip.Addr]bool, len(next.Claims))
+	for _, ip := range next.Claims {
+		claimed[ip] = true
+	}
+	for _, ip := range written.Claims {
+		if !claimed[ip] {
+			return false
+		}
+	}
+	return true
 }
 
 // Release deletes the member Lease, so that peers take this node's addresses

@@ -3,6 +3,7 @@ package kube
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -37,5 +38,38 @@ func TestMemberRoundTrip(t *testing.T) {
 	}
 	if a := (Member{}).annotations(); a[AnnotationLeader] != "" || a[AnnotationStale] != "" || a[AnnotationHandover] != "" {
 		t.Errorf("a fresh non-leader's Lease says %v", a)
+	}
+}
+
+func TestOnlyAddsClaims(t *testing.T) {
+	a, b, c := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("2001:db8:100::3")
+	base := Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}, Digest: "d", Version: "v"}
+	with := func(f func(*Member)) Member {
+		m := base
+		m.Claims = slices.Clone(base.Claims)
+		f(&m)
+		return m
+	}
+	unclaimed := with(func(m *Member) { m.Claims = nil })
+	for _, tc := range []struct {
+		name          string
+		written, next Member
+		want          bool
+	}{
+		{"one claim added", base, with(func(m *Member) { m.Claims = append(m.Claims, c) }), true},
+		{"added in front", base, with(func(m *Member) { m.Claims = []netip.Addr{c, b, a} }), true},
+		{"the first claims", unclaimed, base, true},
+		{"nothing changed", base, base, false},
+		{"one claim dropped", base, with(func(m *Member) { m.Claims = []netip.Addr{a} }), false},
+		{"one swapped for another", base, with(func(m *Member) { m.Claims = []netip.Addr{a, c} }), false},
+		{"added, and leads now", base, with(func(m *Member) { m.Claims = append(m.Claims, c); m.Leader = true }), false},
+		{"added, and stale now", base, with(func(m *Member) { m.Claims = append(m.Claims, c); m.Stale = true }), false},
+		{"added, and offers one", base, with(func(m *Member) { m.Claims = append(m.Claims, c); m.Handover, m.HandoverTo = a, "n2" }), false},
+		{"added, and a pool less", base, with(func(m *Member) { m.Claims = append(m.Claims, c); m.Pools = nil }), false},
+		{"added, and a new config", base, with(func(m *Member) { m.Claims = append(m.Claims, c); m.Digest = "e" }), false},
+	} {
+		if got := onlyAddsClaims(tc.written, tc.next); got != tc.want {
+			t.Errorf("%s: onlyAddsClaims = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
