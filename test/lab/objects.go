@@ -268,8 +268,9 @@ func (l *Lab) UnbindFromLo(n *Node, ip netip.Addr) {
 }
 
 // CutOff makes the API server unreachable from the node while the node
-// stays on the segment: a blackhole route to the API address in the node's
-// namespace. New connections fail at once (connect: invalid argument);
+// stays on the segment: a blackhole policy rule for the API address in the
+// node's namespace, ahead of every route (so it also holds on a node with a
+// ManagementNIC). New connections fail at once (connect: invalid argument);
 // established ones lose every packet, so their requests time out.
 func (l *Lab) CutOff(n *Node) {
 	l.t.Helper()
@@ -286,12 +287,16 @@ func (l *Lab) Restore(n *Node) {
 	}
 }
 
+// cutOffPref is the priority of CutOff's rule: after the local table's
+// (0), before main's (32766).
+const cutOffPref = "90"
+
 func (l *Lab) blackhole(n *Node, op string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dst := netip.PrefixFrom(BridgeV4, 32).String()
-	_, err := ipCmd(ctx, nil, "-n", n.NS.Name, "route", op, "blackhole", dst)
-	if err != nil && op == "del" && strings.Contains(err.Error(), "No such process") {
+	_, err := ipCmd(ctx, nil, "-n", n.NS.Name, "rule", op, "to", dst, "blackhole", "pref", cutOffPref)
+	if err != nil && op == "del" && strings.Contains(err.Error(), "No such file or directory") {
 		return fmt.Errorf("node is not cut off: %w", err)
 	}
 	return err

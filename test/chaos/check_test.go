@@ -1,0 +1,105 @@
+package chaos
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/l2lb/l2lb/test/lab"
+)
+
+// TestChecker: the invariants 1 and 2 hold or fail on made-up runs as the
+// tolerances say: neither vacuous nor stricter than the design.
+func TestChecker(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	type cond struct {
+		node     int
+		c        condition
+		from, to float64
+	}
+	type answers struct {
+		mac      string
+		from, to float64
+	}
+	ip := netip.MustParseAddr("198.51.100.200")
+	cases := []struct {
+		name      string
+		local     []int // endpoints of a Local Service; nil: Cluster
+		conds     []cond
+		answers   []answers
+		wantGaps  int // violations of invariant 2
+		wantTwice int // violations of invariant 1
+	}{
+		{name: "owner killed, a peer takes over within leaseDuration + 1 s",
+			conds:   []cond{{0, procDown, 10, 12}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 13.5, 40}}},
+		{name: "owner killed, the takeover comes late",
+			conds:    []cond{{0, procDown, 10, 12}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 15, 40}},
+			wantGaps: 1},
+		{name: "a fault elsewhere leaves the address unanswered",
+			conds:    []cond{{2, notReady, 10, 15}},
+			answers:  []answers{{"m0", 0, 10}, {"m0", 11, 40}},
+			wantGaps: 1},
+		{name: "an API outage delays the takeover of a killed owner",
+			conds:   []cond{{-1, apiDown, 8, 20}, {0, procDown, 10, 12}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 25, 40}}},
+		{name: "an API outage does not excuse a takeover that comes later still",
+			conds:    []cond{{-1, apiDown, 8, 20}, {0, procDown, 10, 12}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 30, 40}},
+			wantGaps: 1},
+		{name: "an API outage alone must not silence the owner",
+			conds:    []cond{{-1, apiDown, 8, 20}},
+			answers:  []answers{{"m0", 0, 10}, {"m0", 12, 40}},
+			wantGaps: 1},
+		{name: "no eligible node: unanswered until one comes back",
+			local:   []int{0},
+			conds:   []cond{{0, procDown, 10, 20}},
+			answers: []answers{{"m0", 0, 10}, {"m0", 21, 40}}},
+		{name: "a cut-off owner yields soon after the takeover",
+			conds:   []cond{{0, cutOff, 10, 20}},
+			answers: []answers{{"m0", 0, 13.2}, {"m1", 13, 40}}},
+		{name: "two MACs for longer than the bound",
+			conds:     []cond{{0, cutOff, 10, 20}},
+			answers:   []answers{{"m0", 0, 16}, {"m1", 13, 40}},
+			wantTwice: 1},
+		{name: "a paused owner answers again as soon as it resumes",
+			conds:     []cond{{0, procStopped, 10, 15}},
+			answers:   []answers{{"m0", 0, 10}, {"m1", 13, 40}, {"m0", 15.1, 15.3}},
+			wantTwice: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFacts([]string{"node-0", "node-1", "node-2"}, []string{"m0", "m1", "m2"})
+			for _, c := range tc.conds {
+				k := condKey{c.node, c.c}
+				f.conds[k] = append(f.conds[k], interval{at(c.from), at(c.to)})
+			}
+			f.services = []*service{{name: "s", ips: []netip.Addr{ip}, assigned: at(0),
+				states: []svcState{{at: at(0), local: tc.local != nil, endpoints: tc.local}}}}
+			var log lab.ProbeLog
+			log.Requests = []lab.Run{{First: at(0), Last: at(40)}}
+			for _, a := range tc.answers {
+				log.Replies = append(log.Replies, lab.Run{MAC: a.mac, First: at(a.from), Last: at(a.to)})
+			}
+			c := &checker{t: defaultTimings, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
+				addrs: []netip.Addr{ip}, logOf: func(netip.Addr) lab.ProbeLog { return log }, start: at(0), end: at(40)}
+			c.checkAll()
+			gaps, twice := 0, 0
+			for _, v := range c.violations {
+				switch v.invariant[0] {
+				case '1':
+					twice++
+				case '2':
+					gaps++
+				}
+			}
+			if gaps != tc.wantGaps || twice != tc.wantTwice {
+				t.Errorf("violations of invariant 2: %d, want %d; of invariant 1: %d, want %d:\n%s",
+					gaps, tc.wantGaps, twice, tc.wantTwice, fmt.Sprint(c.violations))
+			}
+		})
+	}
+}

@@ -1,0 +1,23 @@
+// Package chaos runs l2lbd on the lab's nodes under randomized faults and
+// checks l2lb's promises over the whole run (issue 12).
+//
+// A seed determines the run: the schedule of faults (processes killed,
+// terminated and restarted, paused and continued; a service NIC losing
+// carrier or set down while the API stays reachable over a management NIC;
+// a node cut off from the API; the API server stopped; Nodes made NotReady
+// or excluded; config edits, valid and garbage; Services created, deleted
+// and changed, Local endpoints moved). A client on the segment asks for
+// every Service address every probe period, with ARP and NDP, and records
+// which MAC answers when, timestamped by the kernel at its interface.
+//
+// The harness records the ground truth of every fault as it injects it
+// (facts.go), and after the run checks the invariants (check.go) against
+// what the client heard, with tolerances derived from the configured
+// timings (timings.go). A violation is printed with the seed and a
+// timeline: the faults, the daemons' decisions from their logs, and which
+// MAC answered when for the address concerned (report.go).
+//
+// TestChaos is the short run of `make test` (fixed seeds, three nodes);
+// TestSoakChaos is the long one of `make soak` (random seed, five nodes,
+// $L2LB_SOAK long; $L2LB_CHAOS_SEED replays a seed).
+package chaos

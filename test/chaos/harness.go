@@ -1,0 +1,178 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/l2lb/l2lb/test/lab"
+)
+
+// options are one run's shape.
+type options struct {
+	seed     uint64
+	nodes    int
+	duration time.Duration // of the faults
+	apiMax   time.Duration // longest API outage
+}
+
+// harness is one run: the lab, the daemons, the client, the record.
+type harness struct {
+	t       *testing.T
+	o       options
+	tm      timings
+	l       *lab.Lab
+	l2lbd   string
+	daemons []*daemon
+	facts   *facts
+	mix     *serviceMix
+	prober  *lab.Prober
+	variant int          // the valid config variant in force
+	garbage map[int]bool // nodes whose config file is garbage now
+
+	started time.Time // of the run, for the test process's CPU share
+
+	mu         sync.Mutex
+	violations []violation
+}
+
+func (h *harness) report(v violation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.violations = append(h.violations, v)
+}
+
+// run runs the whole chaos run of o and fails t on any violation.
+func run(t *testing.T, o options) {
+	tm := defaultTimings
+	sched := newSchedule(o.seed, scheduleOptions{nodes: o.nodes, duration: o.duration,
+		gapMin: time.Second, gapMax: 5 * time.Second, apiMax: o.apiMax})
+	t.Logf("chaos: seed %d, %d nodes, %d faults over %v (replay: L2LB_CHAOS_SEED=%d)", o.seed, o.nodes, len(sched), o.duration, o.seed)
+
+	l := lab.Start(t, lab.Options{Nodes: o.nodes})
+	var names, macs []string
+	for _, n := range l.Nodes {
+		l.ManagementNIC(n) // carrier faults leave the API reachable
+		names = append(names, n.Name)
+		macs = append(macs, strings.ToLower(n.MAC.String()))
+	}
+	h := &harness{t: t, o: o, tm: tm, l: l, l2lbd: l2lbd, facts: newFacts(names, macs), garbage: map[int]bool{}, started: time.Now()}
+	dir := t.TempDir()
+	for i, n := range l.Nodes {
+		d := newDaemon(t, i, n, dir)
+		h.must(d.writeConfig(configVariants[0]))
+		d.start(t, l2lbd)
+		h.daemons = append(h.daemons, d)
+	}
+	h.prober = l.Net.StartProber(t, tm.probe)
+	rng := rand.New(rand.NewPCG(o.seed, ^o.seed))
+	h.mix = &serviceMix{l: l, facts: h.facts, rng: rng, maxV4: 14}
+	ctx, stopWatch := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	watch := &statusWatch{l: l, facts: h.facts, prober: h.prober, report: h.report}
+	wg.Go(func() { watch.run(ctx) })
+	defer func() { stopWatch(); wg.Wait() }()
+
+	// The starting mix: every shape once, placed before any fault.
+	for k := range svcKinds {
+		h.mix.create(k)
+	}
+	h.waitAssigned(30 * time.Second)
+	time.Sleep(2 * tm.lease) // settled: claims written, answering
+	resources := h.measure()
+
+	start := time.Now()
+	h.inject(start, sched)
+	faultsEnd := time.Now()
+	h.facts.logEvent(-1, "last fault ended")
+	converged, convergeErr := h.converge(faultsEnd, tm.converge())
+	// A little more answering after convergence shows it holds.
+	time.Sleep(2 * tm.lease)
+	end := time.Now()
+	stopWatch()
+	wg.Wait()
+	h.prober.Stop()
+	h.checkExits()
+
+	logs := h.readLogs()
+	h.facts.mu.Lock()
+	elig := h.facts.eligibility(end)
+	h.facts.mu.Unlock()
+	c := &checker{t: tm, facts: h.facts, elig: elig, outages: h.facts.apiOutages(end), logs: logs,
+		addrs: h.prober.Addrs(), logOf: h.prober.Log, start: start, end: end}
+	c.checkAll()
+	h.violations = append(h.violations, c.violations...)
+	if convergeErr != nil {
+		h.report(violation{invariant: "4: convergence", at: faultsEnd.Add(tm.converge()), what: convergeErr.Error()})
+	}
+	r := &reporter{h: h, sched: sched, c: c, logs: logs, start: start, end: end, faultsEnd: faultsEnd,
+		converged: converged, before: resources, after: h.measure()}
+	r.summary()
+	for _, v := range h.violations {
+		r.explain(v)
+	}
+	if len(h.violations) > 0 {
+		t.Errorf("chaos: %d invariant violations with seed %d (replay: L2LB_CHAOS_SEED=%d)", len(h.violations), o.seed, o.seed)
+	}
+}
+
+// waitAssigned waits until every Service has its addresses.
+func (h *harness) waitAssigned(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		h.facts.mu.Lock()
+		done := true
+		for _, s := range h.facts.services {
+			done = done && (!s.assigned.IsZero() || !s.live())
+		}
+		h.facts.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("chaos: the starting Services got no addresses within %v", timeout)
+}
+
+// readLogs reads every daemon's decisions.
+func (h *harness) readLogs() []logLine {
+	var out []logLine
+	for _, d := range h.daemons {
+		lines, err := readLog(d.log, d.index)
+		if err != nil {
+			h.t.Errorf("chaos: %v", err)
+		}
+		out = append(out, lines...)
+	}
+	return out
+}
+
+// resources are the daemons' RSS and CPU at one moment.
+type resources struct {
+	at   time.Time
+	rss  []int64 // kB, of the current processes
+	pids []int
+	cpu  []time.Duration
+}
+
+func (h *harness) measure() resources {
+	r := resources{at: time.Now()}
+	for _, d := range h.daemons {
+		r.rss = append(r.rss, d.rssKB())
+		r.pids = append(r.pids, d.current().PID)
+		r.cpu = append(r.cpu, d.cpu())
+	}
+	return r
+}
+
+func (r resources) String() string {
+	var parts []string
+	for i := range r.rss {
+		parts = append(parts, fmt.Sprintf("pid %d %.1f MiB", r.pids[i], float64(r.rss[i])/1024))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,438 @@
+package lab
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/ndp"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Prober asks for a set of addresses from the client namespace, over and
+// over, round-robin: an ARP request for IPv4, a Neighbor Solicitation for
+// IPv6. It records every answer and every announcement (gratuitous ARP,
+// unsolicited Neighbor Advertisement) for the addresses, with the MAC that
+// sent it and the kernel's receive timestamp at the client interface, and
+// when each request left (the kernel's timestamp too). Timestamps are wall
+// clock times, comparable with time.Now.
+//
+// To stay light on a small machine, records are kept as runs: consecutive
+// answers from one MAC (and consecutive requests) with no pause longer than
+// RunGap between them form one Run.
+type Prober struct {
+	client  *NS
+	period  time.Duration
+	fd, tx  int
+	ifindex int
+
+	mu    sync.Mutex
+	addrs map[netip.Addr]*probeLog
+	due   []probeDue
+
+	stop func()
+}
+
+// RunGap ends a run: an answer or request that comes more than RunGap after
+// the previous one of its run starts a new run.
+const RunGap = 100 * time.Millisecond
+
+// A Run is consecutive answers from one MAC, or consecutive requests (MAC
+// empty), for one address.
+type Run struct {
+	MAC         string // lower case; "" for requests
+	First, Last time.Time
+	N           int
+}
+
+// An Announcement is a gratuitous ARP or an unsolicited Neighbor
+// Advertisement for an address.
+type Announcement struct {
+	MAC string
+	At  time.Time
+}
+
+// ProbeLog is what the prober recorded for one address.
+type ProbeLog struct {
+	Replies       []Run // every MAC's runs, in the order they started
+	Requests      []Run
+	Announcements []Announcement
+}
+
+type probeLog struct {
+	ProbeLog
+	open map[string]int // MAC -> index of its latest run in Replies
+}
+
+type probeDue struct {
+	ip   netip.Addr
+	next time.Time
+}
+
+// StartProber starts probing from the client namespace: each watched
+// address once per period. It stops at t's cleanup. Watch says what to ask
+// for.
+func (n *Net) StartProber(t testing.TB, period time.Duration) *Prober {
+	t.Helper()
+	p := &Prober{client: n.Client, period: period, addrs: map[netip.Addr]*probeLog{}}
+	if err := n.Client.Do(p.open); err != nil {
+		t.Fatalf("lab: prober: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.receive(ctx) })
+	wg.Go(func() { p.send(ctx) })
+	p.stop = sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+		unix.Close(p.fd)
+		unix.Close(p.tx)
+	})
+	t.Cleanup(p.stop)
+	return p
+}
+
+// Stop stops probing; the records stay readable.
+func (p *Prober) Stop() { p.stop() }
+
+// probeFilter passes ARP, and ICMPv6 Neighbor Solicitations and
+// Advertisements carried directly in IPv6 (offsets from the Ethernet
+// header).
+var probeFilter = func() []unix.SockFilter {
+	raw, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_ARP, SkipTrue: 5},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IPV6, SkipFalse: 5},
+		bpf.LoadAbsolute{Off: 20, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_ICMPV6, SkipFalse: 3},
+		bpf.LoadAbsolute{Off: 54, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: 135, SkipTrue: 1},
+		bpf.RetConstant{Val: 0xffff},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		panic(err)
+	}
+	out := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return out
+}()
+
+// open makes the sockets, in the client namespace: one that sees frames
+// both ways with kernel timestamps, and one that sends (a packet socket
+// never sees its own frames, so requests leave through the other).
+func (p *Prober) open() error {
+	ifi, err := net.InterfaceByName(p.client.Link)
+	if err != nil {
+		return err
+	}
+	p.ifindex = ifi.Index
+	proto := int(htons(unix.ETH_P_ALL))
+	if p.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto); err != nil {
+		return fmt.Errorf("packet socket: %w", err)
+	}
+	if p.tx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+		unix.Close(p.fd)
+		return fmt.Errorf("packet socket: %w", err)
+	}
+	fail := func(err error) error {
+		unix.Close(p.fd)
+		unix.Close(p.tx)
+		return err
+	}
+	prog := unix.SockFprog{Len: uint16(len(probeFilter)), Filter: &probeFilter[0]}
+	if err := unix.SetsockoptSockFprog(p.fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fail(fmt.Errorf("attach filter: %w", err))
+	}
+	if err := unix.Bind(p.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		return fail(fmt.Errorf("bind: %w", err))
+	}
+	_ = unix.SetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	if err := unix.SetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fail(fmt.Errorf("SO_TIMESTAMPNS: %w", err))
+	}
+	// Reads wake up this often to notice the end of the probing.
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(p.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail(fmt.Errorf("SO_RCVTIMEO: %w", err))
+	}
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Watch makes ips the set of addresses asked for. Records of addresses
+// dropped from the set are kept.
+func (p *Prober) Watch(ips ...netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	var due []probeDue
+	for i, ip := range ips {
+		if _, ok := p.addrs[ip]; !ok {
+			p.addrs[ip] = &probeLog{open: map[string]int{}}
+		}
+		next := now.Add(p.period * time.Duration(i) / time.Duration(len(ips)))
+		if j := slices.IndexFunc(p.due, func(d probeDue) bool { return d.ip == ip }); j >= 0 {
+			next = p.due[j].next
+		}
+		due = append(due, probeDue{ip, next})
+	}
+	p.due = due
+}
+
+// Log returns a copy of what was recorded for ip.
+func (p *Prober) Log(ip netip.Addr) ProbeLog {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.addrs[ip]
+	if !ok {
+		return ProbeLog{}
+	}
+	return ProbeLog{
+		Replies:       slices.Clone(l.Replies),
+		Requests:      slices.Clone(l.Requests),
+		Announcements: slices.Clone(l.Announcements),
+	}
+}
+
+// Addrs lists every address ever watched.
+func (p *Prober) Addrs() []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]netip.Addr, 0, len(p.addrs))
+	for ip := range p.addrs {
+		out = append(out, ip)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// send asks for every due address every few milliseconds, so that requests
+// are spread over the period rather than sent in bursts.
+func (p *Prober) send(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	var frames [][]byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		frames = frames[:0]
+		p.mu.Lock()
+		for i := range p.due {
+			d := &p.due[i]
+			if d.next.After(now) {
+				continue
+			}
+			// A late sender does not catch up with a burst.
+			if d.next = d.next.Add(p.period); d.next.Before(now) {
+				d.next = now
+			}
+			frames = append(frames, p.request(d.ip))
+		}
+		p.mu.Unlock()
+		for _, f := range frames {
+			sa := &unix.SockaddrLinklayer{Ifindex: p.ifindex, Halen: 6}
+			copy(sa.Addr[:], f[0:6])
+			// A failed send shows as a request missing from the
+			// records: nothing is blamed on the daemons for it.
+			_ = unix.Sendto(p.tx, f, 0, sa)
+		}
+	}
+}
+
+// request builds the request frame for ip.
+func (p *Prober) request(ip netip.Addr) []byte {
+	c := p.client
+	if ip.Is4() {
+		f := make([]byte, 42)
+		copy(f[0:6], broadcastMAC)
+		copy(f[6:12], c.MAC)
+		binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_ARP)
+		a := f[14:]
+		binary.BigEndian.PutUint16(a[0:2], 1) // Ethernet
+		binary.BigEndian.PutUint16(a[2:4], unix.ETH_P_IP)
+		a[4], a[5] = 6, 4
+		binary.BigEndian.PutUint16(a[6:8], 1) // request
+		copy(a[8:14], c.MAC)
+		src := c.IPv4.As4()
+		copy(a[14:18], src[:])
+		dst := ip.As4()
+		copy(a[24:28], dst[:])
+		return f
+	}
+	t := ip.As16()
+	snm := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: t[13], 14: t[14], 15: t[15]})
+	msg, err := ndp.MarshalMessageChecksum(&ndp.NeighborSolicitation{
+		TargetAddress: ip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: c.MAC}},
+	}, c.IPv6, snm)
+	if err != nil {
+		panic(fmt.Sprintf("lab: prober: %v", err)) // a fixed, valid message
+	}
+	f := make([]byte, 14+40+len(msg))
+	copy(f[0:6], []byte{0x33, 0x33, 0xff, t[13], t[14], t[15]})
+	copy(f[6:12], c.MAC)
+	binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_IPV6)
+	h := f[14:54]
+	h[0] = 6 << 4
+	binary.BigEndian.PutUint16(h[4:6], uint16(len(msg)))
+	h[6], h[7] = unix.IPPROTO_ICMPV6, 255
+	src, dst := c.IPv6.As16(), snm.As16()
+	copy(h[8:24], src[:])
+	copy(h[24:40], dst[:])
+	copy(f[54:], msg)
+	return f
+}
+
+var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// receive records frames until ctx is done.
+func (p *Prober) receive(ctx context.Context) {
+	buf, oob := make([]byte, 2048), make([]byte, 128)
+	for ctx.Err() == nil {
+		n, oobn, _, from, err := unix.Recvmsg(p.fd, buf, oob, 0)
+		if err != nil {
+			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		at := kernelTime(oob[:oobn])
+		sll, _ := from.(*unix.SockaddrLinklayer)
+		outgoing := sll != nil && sll.Pkttype == unix.PACKET_OUTGOING
+		p.record(buf[:n], outgoing, at)
+	}
+}
+
+func kernelTime(oob []byte) time.Time {
+	msgs, _ := unix.ParseSocketControlMessage(oob)
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+			return time.Unix(int64(binary.NativeEndian.Uint64(m.Data[0:8])), int64(binary.NativeEndian.Uint64(m.Data[8:16])))
+		}
+	}
+	return time.Now()
+}
+
+// frameKind is what a frame means to the prober.
+type frameKind int
+
+const (
+	frameOther frameKind = iota
+	frameRequest
+	frameReply
+	frameAnnouncement
+)
+
+// classify reads an ARP or Neighbor Discovery frame: which address it is
+// about, and the MAC that speaks for it.
+func classify(f []byte, outgoing bool) (frameKind, netip.Addr, string) {
+	if len(f) < 14 {
+		return frameOther, netip.Addr{}, ""
+	}
+	switch binary.BigEndian.Uint16(f[12:14]) {
+	case unix.ETH_P_ARP:
+		if len(f) < 42 {
+			return frameOther, netip.Addr{}, ""
+		}
+		a := f[14:]
+		op := binary.BigEndian.Uint16(a[6:8])
+		sha := net.HardwareAddr(a[8:14]).String()
+		spa := netip.AddrFrom4([4]byte(a[14:18]))
+		tpa := netip.AddrFrom4([4]byte(a[24:28]))
+		switch {
+		case outgoing && op == 1:
+			return frameRequest, tpa, ""
+		case outgoing:
+			return frameOther, netip.Addr{}, ""
+		case op == 2:
+			return frameReply, spa, sha
+		case op == 1 && spa == tpa:
+			return frameAnnouncement, spa, sha
+		}
+	case unix.ETH_P_IPV6:
+		if len(f) < 54+24 || f[20] != unix.IPPROTO_ICMPV6 {
+			return frameOther, netip.Addr{}, ""
+		}
+		m, err := ndp.ParseMessage(f[54:])
+		if err != nil {
+			return frameOther, netip.Addr{}, ""
+		}
+		switch m := m.(type) {
+		case *ndp.NeighborSolicitation:
+			if outgoing {
+				return frameRequest, m.TargetAddress, ""
+			}
+		case *ndp.NeighborAdvertisement:
+			if outgoing {
+				break
+			}
+			mac := net.HardwareAddr(f[6:12]).String()
+			for _, o := range m.Options {
+				if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target {
+					mac = ll.Addr.String()
+				}
+			}
+			if m.Solicited {
+				return frameReply, m.TargetAddress, mac
+			}
+			return frameAnnouncement, m.TargetAddress, mac
+		}
+	}
+	return frameOther, netip.Addr{}, ""
+}
+
+func (p *Prober) record(f []byte, outgoing bool, at time.Time) {
+	kind, ip, mac := classify(f, outgoing)
+	if kind == frameOther {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.addrs[ip]
+	if !ok {
+		return
+	}
+	switch kind {
+	case frameRequest:
+		if n := len(l.Requests); n > 0 && l.Requests[n-1].continues(at) {
+			l.Requests[n-1].add(at)
+		} else {
+			l.Requests = append(l.Requests, Run{First: at, Last: at, N: 1})
+		}
+	case frameReply:
+		if i, ok := l.open[mac]; ok && l.Replies[i].continues(at) {
+			l.Replies[i].add(at)
+		} else {
+			l.open[mac] = len(l.Replies)
+			l.Replies = append(l.Replies, Run{MAC: mac, First: at, Last: at, N: 1})
+		}
+	case frameAnnouncement:
+		l.Announcements = append(l.Announcements, Announcement{MAC: mac, At: at})
+	}
+}
+
+// continues reports whether an event at at belongs to the run.
+func (r *Run) continues(at time.Time) bool { return at.Sub(r.Last) <= RunGap }
+
+func (r *Run) add(at time.Time) {
+	if at.After(r.Last) {
+		r.Last = at
+	}
+	r.N++
+}
