@@ -131,7 +131,7 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 }
 
-// statusWriters bounds the status writes in flight. After a cold start the
+// StatusWriters bounds the status writes in flight. After a cold start the
 // leader writes thousands at once, and they should go as fast as the API
 // server takes them: a write spends most of its time waiting for the server
 // (admission, etcd, the watchers), so throughput grows with the writes in
@@ -142,7 +142,7 @@ func (a *allocator) run(ctx context.Context, configChanged <-chan struct{}) {
 // The server protects itself beyond that (API Priority and Fairness queues,
 // then answers 429, which client-go retries); this stays well below the few
 // hundred requests in flight it grants the daemons' priority level.
-const statusWriters = 64
+const StatusWriters = 64
 
 // statusWrite is one Service whose status must change.
 type statusWrite struct {
@@ -210,7 +210,7 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		}
 	}
 
-	sem := make(chan struct{}, statusWriters)
+	sem := make(chan struct{}, StatusWriters)
 	var wg sync.WaitGroup
 	for i := range writes {
 		w := &writes[i]
