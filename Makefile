@@ -44,10 +44,14 @@ demo: deps
 	@$(GO) test -c -o bin/e2e.test ./test/e2e
 	@cd test/e2e && set -o pipefail && L2LB_DEMO=1 ../../bin/e2e.test -test.run '^TestDemo$$' -test.timeout 10m | sed '/^PASS$$/d' 
 
-# Long runs of the lab without (or, later, with) faults: DURATION each.
+# Long runs of the lab, DURATION each, one after the other (one lab fits on
+# a machine): TestSoakNoFalseFreezes, without faults, and TestSoakChaos,
+# five nodes under random faults from a random seed (CHAOS_SEED=n replays
+# one; the seed is in the output).
 DURATION ?= 30m
+CHAOS_SEED ?=
 soak: deps
-	L2LB_SOAK=$(DURATION) $(GO) test -count=1 -run '^TestSoak' -timeout 0 -v ./test/e2e/
+	L2LB_SOAK=$(DURATION) L2LB_CHAOS_SEED=$(CHAOS_SEED) $(GO) test -p 1 -count=1 -run '^TestSoak' -timeout 0 -v ./test/e2e/ ./test/chaos/
 
 # Benchmarks recorded in BENCHMARKS.md.
 bench: deps build
