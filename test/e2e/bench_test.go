@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/l2lb/l2lb/daemon"
+	l2lb "github.com/l2lb/l2lb/daemon"
 	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/test/lab"
 )
@@ -203,7 +203,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 
 // statusWritesAlone times a bare client setting the status of the n
 // Services of namespace default as the IPAM leader does (kube.SetIngress,
-// daemon.StatusWriters in flight, addresses outside the daemons' pool), then
+// l2lb.StatusWriters in flight, addresses outside the daemons' pool), then
 // clears them again, untimed, for the daemons to allocate.
 func statusWritesAlone(b *testing.B, l *lab.Lab, n int) time.Duration {
 	client, err := kube.Connect(ctxBg, l.AdminKubeconfig, "reference", 0, 0, slog.New(slog.DiscardHandler))
@@ -217,10 +217,10 @@ func statusWritesAlone(b *testing.B, l *lab.Lab, n int) time.Duration {
 		}
 		start := time.Now()
 		var wg sync.WaitGroup
-		errs := make(chan error, daemon.StatusWriters)
-		for w := range daemon.StatusWriters {
+		errs := make(chan error, l2lb.StatusWriters)
+		for w := range l2lb.StatusWriters {
 			wg.Go(func() {
-				for i := w; i < n; i += daemon.StatusWriters {
+				for i := w; i < n; i += l2lb.StatusWriters {
 					if err := kube.SetIngress(ctxBg, client, &list.Items[i], ips(i)); err != nil {
 						errs <- err
 						return
