@@ -184,6 +184,7 @@ func (c *checker) checkAddress(ip netip.Addr) {
 	required := subtract(intersect(union(covered), held), union(excused))
 	c.checkGaps(ip, log, held, required, gs)
 	c.checkTwoMACs(ip, log)
+	c.checkAnnouncements(ip, log)
 }
 
 // checkGaps finds the stretches in which the client asked for ip and
@@ -263,6 +264,25 @@ func (c *checker) checkTwoMACs(ip netip.Addr, log lab.ProbeLog) {
 				c.violations = append(c.violations, violation{invariant: "1: one MAC per address", at: w.from, end: w.to, ip: ip,
 					what: fmt.Sprintf("%s answered for %s after resuming from SIGSTOP while %s answered", newerNode, ip, olderNode)})
 			}
+		}
+	}
+}
+
+// checkAnnouncements finds gratuitous ARPs and unsolicited NAs from a node
+// that resumed from a pause less than a renew interval before, while
+// another MAC answered (invariant 1): it may not claim anything yet.
+func (c *checker) checkAnnouncements(ip netip.Addr, log lab.ProbeLog) {
+	for _, a := range log.Announcements {
+		n := c.facts.nodeOfMAC(a.MAC)
+		if n < 0 || !c.resumedBefore(n, a.At) {
+			continue
+		}
+		others := slices.ContainsFunc(log.Replies, func(r lab.Run) bool {
+			return r.MAC != a.MAC && !r.First.After(a.At) && !r.Last.Before(a.At.Add(-time.Second))
+		})
+		if others {
+			c.violations = append(c.violations, violation{invariant: "1: one MAC per address", at: a.At, ip: ip,
+				what: fmt.Sprintf("%s announced %s right after resuming from SIGSTOP, while another node answered", c.facts.nodes[n], ip)})
 		}
 	}
 }

@@ -23,12 +23,17 @@ func TestChecker(t *testing.T) {
 		mac      string
 		from, to float64
 	}
+	type announcement struct {
+		mac string
+		at  float64
+	}
 	ip := netip.MustParseAddr("198.51.100.200")
 	cases := []struct {
 		name      string
 		local     []int // endpoints of a Local Service; nil: Cluster
 		conds     []cond
 		answers   []answers
+		announced []announcement
 		wantGaps  int // violations of invariant 2
 		wantTwice int // violations of invariant 1
 	}{
@@ -65,6 +70,11 @@ func TestChecker(t *testing.T) {
 			conds:     []cond{{0, cutOff, 10, 20}},
 			answers:   []answers{{"m0", 0, 16}, {"m1", 13, 40}},
 			wantTwice: 1},
+		{name: "a paused owner announces as soon as it resumes",
+			conds:     []cond{{0, procStopped, 10, 15}},
+			answers:   []answers{{"m0", 0, 10}, {"m1", 13, 40}},
+			announced: []announcement{{"m1", 13}, {"m0", 15.1}},
+			wantTwice: 1},
 		{name: "a paused owner answers again as soon as it resumes",
 			conds:     []cond{{0, procStopped, 10, 15}},
 			answers:   []answers{{"m0", 0, 10}, {"m1", 13, 40}, {"m0", 15.1, 15.3}},
@@ -83,6 +93,9 @@ func TestChecker(t *testing.T) {
 			log.Requests = []lab.Run{{First: at(0), Last: at(40)}}
 			for _, a := range tc.answers {
 				log.Replies = append(log.Replies, lab.Run{MAC: a.mac, First: at(a.from), Last: at(a.to)})
+			}
+			for _, a := range tc.announced {
+				log.Announcements = append(log.Announcements, lab.Announcement{MAC: a.mac, At: at(a.at)})
 			}
 			c := &checker{t: defaultTimings, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
 				addrs: []netip.Addr{ip}, logOf: func(netip.Addr) lab.ProbeLog { return log }, start: at(0), end: at(40)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -60,7 +61,7 @@ func run(t *testing.T, o options) {
 		names = append(names, n.Name)
 		macs = append(macs, strings.ToLower(n.MAC.String()))
 	}
-	h := &harness{t: t, o: o, tm: tm, l: l, l2lbd: l2lbd, facts: newFacts(names, macs), garbage: map[int]bool{}, started: time.Now()}
+	h := &harness{t: t, o: o, tm: tm, l: l, l2lbd: l2lbd, facts: newFacts(names, macs), garbage: map[int]bool{}}
 	dir := t.TempDir()
 	for i, n := range l.Nodes {
 		d := newDaemon(t, i, n, dir)
@@ -151,16 +152,19 @@ func (h *harness) readLogs() []logLine {
 	return out
 }
 
-// resources are the daemons' RSS and CPU at one moment.
+// resources are the daemons' RSS and CPU at one moment, and the test
+// process's CPU (the client and the harness).
 type resources struct {
 	at   time.Time
 	rss  []int64 // kB, of the current processes
 	pids []int
 	cpu  []time.Duration
+	self time.Duration
 }
 
 func (h *harness) measure() resources {
 	r := resources{at: time.Now()}
+	r.self, _ = lab.ProcCPU(os.Getpid())
 	for _, d := range h.daemons {
 		r.rss = append(r.rss, d.rssKB())
 		r.pids = append(r.pids, d.current().PID)

@@ -60,7 +60,7 @@ func (h *harness) do(f fault) {
 			return
 		}
 		h.facts.begin(d.index, map[faultKind]condition{kill: procDown, term: procDown, pause: procStopped}[f.kind])
-		h.facts.logEvent(d.index, "%v to l2lbd (pid %d)", sig, d.current().PID)
+		h.facts.logEvent(d.index, "%v to l2lbd (pid %d)", f.kind, d.current().PID)
 	case carrier:
 		h.l.SetCarrier(d.node, false)
 		h.facts.begin(d.index, nicDown)

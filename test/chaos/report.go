@@ -2,12 +2,9 @@ package chaos
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/l2lb/l2lb/test/lab"
 )
 
 // reporter prints a run's figures and explains its violations.
@@ -45,9 +42,7 @@ func (r *reporter) summary() {
 	for i, d := range h.daemons {
 		cpu = append(cpu, fmt.Sprintf("%s %.2f%%", d.node.Name, 100*(r.after.cpu[i]-r.before.cpu[i]).Seconds()/elapsed))
 	}
-	if self, err := lab.ProcCPU(os.Getpid()); err == nil {
-		cpu = append(cpu, fmt.Sprintf("test process (client, checks) %.2f%% over its life", 100*self.Seconds()/time.Since(r.h.started).Seconds()))
-	}
+	cpu = append(cpu, fmt.Sprintf("test process (client, harness) %.2f%%", 100*(r.after.self-r.before.self).Seconds()/elapsed))
 	t.Logf("chaos: CPU of a core, all processes of each daemon: %s", strings.Join(cpu, ", "))
 }
 

@@ -218,10 +218,11 @@ func (p *Prober) Addrs() []netip.Addr {
 	return out
 }
 
-// send asks for every due address every few milliseconds, so that requests
-// are spread over the period rather than sent in bursts.
+// send asks for every due address every few milliseconds (a quarter period
+// at most), so that requests are spread over the period rather than sent in
+// bursts.
 func (p *Prober) send(ctx context.Context) {
-	tick := time.NewTicker(2 * time.Millisecond)
+	tick := time.NewTicker(max(min(p.period/4, 5*time.Millisecond), 250*time.Microsecond))
 	defer tick.Stop()
 	var frames [][]byte
 	for {
