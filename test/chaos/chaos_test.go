@@ -14,20 +14,7 @@ import (
 // l2lbd is the daemon binary under test, built once by TestMain.
 var l2lbd string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "l2lb-chaos-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if l2lbd, err = lab.BuildL2lbd(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.MainWithL2lbd(m, &l2lbd) }
 
 // shortSeeds are the runs of `make test`: fixed, so that a failure there
 // is a regression of l2lbd (or of the harness), replayable at will.

@@ -35,8 +35,6 @@ type harness struct {
 	variant int          // the valid config variant in force
 	garbage map[int]bool // nodes whose config file is garbage now
 
-	started time.Time // of the run, for the test process's CPU share
-
 	mu         sync.Mutex
 	violations []violation
 }

@@ -50,45 +50,76 @@ func (h *harness) inject(start time.Time, sched []fault) {
 	}
 }
 
-func (h *harness) do(f fault) {
-	d := h.nodeDaemon(f)
-	switch f.kind {
-	case kill, term, pause:
-		sig := map[faultKind]syscall.Signal{kill: syscall.SIGKILL, term: syscall.SIGTERM, pause: syscall.SIGSTOP}[f.kind]
-		if err := d.signal(sig); err != nil {
-			h.t.Errorf("chaos: %v to %s: %v", sig, d.node.Name, err)
-			return
+// toggle is a fault that is a state of a node or of the API server: set
+// at the fault's start, cleared at its end.
+type toggle struct {
+	cond       condition
+	set, clear string // what the timeline says
+	apply      func(h *harness, d *daemon, on bool)
+}
+
+var toggles = map[faultKind]toggle{
+	pause: {procStopped, "SIGSTOP to l2lbd", "SIGCONT to l2lbd", func(h *harness, d *daemon, on bool) {
+		sig := syscall.SIGCONT
+		if on {
+			sig = syscall.SIGSTOP
 		}
-		h.facts.begin(d.index, map[faultKind]condition{kill: procDown, term: procDown, pause: procStopped}[f.kind])
-		h.facts.logEvent(d.index, "%v to l2lbd (pid %d)", f.kind, d.current().PID)
-	case carrier:
-		h.l.SetCarrier(d.node, false)
-		h.facts.begin(d.index, nicDown)
-		h.facts.logEvent(d.index, "eth0 lost carrier")
-	case linkDown:
+		h.must(d.signal(sig))
+	}},
+	carrier: {nicDown, "eth0 lost carrier", "eth0 has carrier again", func(h *harness, d *daemon, on bool) {
+		h.l.SetCarrier(d.node, !on)
+	}},
+	linkDown: {nicDown, "eth0 set down", "eth0 set up", func(h *harness, d *daemon, on bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := d.node.SetLinkDown(ctx, d.node.Link); err != nil {
-			h.t.Fatalf("chaos: %v", err)
+		set := d.node.SetLinkUp
+		if on {
+			set = d.node.SetLinkDown
 		}
-		h.facts.begin(d.index, nicDown)
-		h.facts.logEvent(d.index, "eth0 set down")
-	case isolate:
-		h.l.CutOff(d.node)
-		h.facts.begin(d.index, cutOff)
-		h.facts.logEvent(d.index, "cut off from the API server")
-	case apiOutage:
-		h.facts.begin(-1, apiDown)
-		h.facts.logEvent(-1, "stopping the API server for %v", f.dur.Round(time.Millisecond))
-		h.l.StopAPI()
-	case nodeNotReady:
-		h.l.SetNodeReady(d.node.Name, false)
-		h.facts.begin(d.index, notReady)
-		h.facts.logEvent(d.index, "Node NotReady")
-	case exclude:
-		h.label(d, true)
-		h.facts.begin(d.index, excluded)
-		h.facts.logEvent(d.index, "Node labelled %s", excludeLabel)
+		h.must(set(ctx, d.node.Link))
+	}},
+	isolate: {cutOff, "cut off from the API server", "API server reachable again", func(h *harness, d *daemon, on bool) {
+		if on {
+			h.l.CutOff(d.node)
+		} else {
+			h.l.Restore(d.node)
+		}
+	}},
+	apiOutage: {apiDown, "API server stopped", "API server ready again", func(h *harness, _ *daemon, on bool) {
+		if on {
+			h.l.StopAPI()
+		} else {
+			h.l.StartAPI()
+		}
+	}},
+	nodeNotReady: {notReady, "Node NotReady", "Node Ready", func(h *harness, d *daemon, on bool) {
+		h.l.SetNodeReady(d.node.Name, !on)
+	}},
+	exclude: {excluded, "Node labelled " + excludeLabel, "exclusion label removed", func(h *harness, d *daemon, on bool) {
+		h.label(d, on)
+	}},
+}
+
+// do starts a fault. A condition is recorded as starting before it is
+// applied and as ending after (the tolerances then count from no later
+// than the fault itself).
+func (h *harness) do(f fault) {
+	d := h.nodeDaemon(f)
+	if tg, ok := toggles[f.kind]; ok {
+		h.facts.begin(f.node, tg.cond)
+		h.facts.logEvent(f.node, "%s (for %v)", tg.set, f.dur.Round(time.Millisecond))
+		tg.apply(h, d, true)
+		return
+	}
+	switch f.kind {
+	case kill, term:
+		sig := syscall.SIGKILL
+		if f.kind == term {
+			sig = syscall.SIGTERM
+		}
+		h.facts.begin(d.index, procDown)
+		h.facts.logEvent(d.index, "%v to l2lbd (pid %d)", f.kind, d.current().PID)
+		h.must(d.signal(sig))
 	case goodConfig:
 		h.variant = (h.variant + 1 + f.variant%(len(configVariants)-1)) % len(configVariants)
 		for _, d := range h.daemons {
@@ -98,10 +129,10 @@ func (h *harness) do(f fault) {
 		}
 		h.facts.logEvent(-1, "config of every node edited: %s", configVariants[h.variant].name)
 	case badConfigEdit:
-		h.must(d.writeGarbage(f.variant))
-		h.garbage[d.index] = true
 		h.facts.begin(d.index, badConfig)
 		h.facts.logEvent(d.index, "config garbage written: %q", garbage[f.variant%len(garbage)])
+		h.must(d.writeGarbage(f.variant))
+		h.garbage[d.index] = true
 	case createService:
 		h.mix.createRandom()
 	case deleteService:
@@ -113,8 +144,15 @@ func (h *harness) do(f fault) {
 	}
 }
 
+// undo ends a fault.
 func (h *harness) undo(f fault) {
 	d := h.nodeDaemon(f)
+	if tg, ok := toggles[f.kind]; ok {
+		tg.apply(h, d, false)
+		h.facts.end(f.node, tg.cond)
+		h.facts.logEvent(f.node, "%s", tg.clear)
+		return
+	}
 	switch f.kind {
 	case kill, term:
 		p := d.current()
@@ -126,36 +164,6 @@ func (h *harness) undo(f fault) {
 		d.start(h.t, h.l2lbd)
 		h.facts.end(d.index, procDown)
 		h.facts.logEvent(d.index, "l2lbd started again (pid %d)", d.current().PID)
-	case pause:
-		h.must(d.signal(syscall.SIGCONT))
-		h.facts.end(d.index, procStopped)
-		h.facts.logEvent(d.index, "SIGCONT to l2lbd")
-	case carrier:
-		h.l.SetCarrier(d.node, true)
-		h.facts.end(d.index, nicDown)
-		h.facts.logEvent(d.index, "eth0 carrier back")
-	case linkDown:
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		h.must(d.node.SetLinkUp(ctx, d.node.Link))
-		h.facts.end(d.index, nicDown)
-		h.facts.logEvent(d.index, "eth0 set up")
-	case isolate:
-		h.l.Restore(d.node)
-		h.facts.end(d.index, cutOff)
-		h.facts.logEvent(d.index, "API server reachable again")
-	case apiOutage:
-		h.l.StartAPI()
-		h.facts.end(-1, apiDown)
-		h.facts.logEvent(-1, "API server ready again")
-	case nodeNotReady:
-		h.l.SetNodeReady(d.node.Name, true)
-		h.facts.end(d.index, notReady)
-		h.facts.logEvent(d.index, "Node Ready")
-	case exclude:
-		h.label(d, false)
-		h.facts.end(d.index, excluded)
-		h.facts.logEvent(d.index, "exclusion label removed")
 	case badConfigEdit:
 		h.must(d.writeConfig(configVariants[h.variant]))
 		h.garbage[d.index] = false

@@ -22,20 +22,7 @@ import (
 // l2lbd is the daemon binary under test, built once by TestMain.
 var l2lbd string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "l2lb-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if l2lbd, err = lab.BuildL2lbd(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.MainWithL2lbd(m, &l2lbd) }
 
 // defaultPools is the pools section the tests start with: 8 IPv4 and 8 IPv6
 // addresses for auto-assignment, a manual pool and one only for namespace
