@@ -109,10 +109,12 @@ func answering(log lab.ProbeLog, mac string, t time.Time) bool {
 // answering owner lost eligibility (the fault that removes its owner), and
 // after a hand-over its owner logged; each extended past an API outage it
 // overlaps, since takeovers need the API.
-func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, held []span, segs []segment) []grace {
+func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grace {
 	var gs []grace
-	for _, h := range held {
-		gs = append(gs, grace{span{h.from, h.from.Add(c.t.takeover())}, "address newly given out"})
+	for _, s := range c.facts.services {
+		if slices.Contains(s.ips, ip) && s.assigned.After(c.start) {
+			gs = append(gs, grace{span{s.assigned, s.assigned.Add(c.t.takeover())}, "address newly given out"})
+		}
 	}
 	for i := 1; i < len(segs); i++ {
 		prev, cur := segs[i-1], segs[i]
@@ -171,7 +173,7 @@ func (c *checker) checkAddress(ip netip.Addr) {
 	}
 	log := c.logOf(ip)
 	segs := c.segments(ip, held)
-	gs := c.graces(ip, log, held, segs)
+	gs := c.graces(ip, log, segs)
 	var covered, excused []span
 	for _, s := range segs {
 		if s.eligible != 0 {

@@ -37,6 +37,9 @@ func TestChecker(t *testing.T) {
 		wantGaps  int // violations of invariant 2
 		wantTwice int // violations of invariant 1
 	}{
+		{name: "unanswered without any fault",
+			answers:  []answers{{"m0", 0, 1}, {"m0", 2, 40}},
+			wantGaps: 1},
 		{name: "owner killed, a peer takes over within leaseDuration + 1 s",
 			conds:   []cond{{0, procDown, 10, 12}},
 			answers: []answers{{"m0", 0, 10}, {"m1", 13.5, 40}}},
