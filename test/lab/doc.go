@@ -18,6 +18,10 @@
 // RBAC of examples/rbac.yaml, a kubeconfig per node carrying a token of the
 // kube-system/l2lbd ServiceAccount, and Ready Node objects.
 //
+// [Net.StartProber] is a client on the segment that asks for a set of
+// addresses over and over (ARP and NDP) and records which MAC answers when,
+// timestamped by the kernel at the client's interface.
+//
 // Only one lab exists on a machine at a time: go test runs packages in
 // parallel processes, so Network and Start take an exclusive flock on
 // /run/l2lb-lab.lock and wait (bounded) for it. Every name carries a short run
