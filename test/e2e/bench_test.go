@@ -147,7 +147,8 @@ func BenchmarkColdStart5000(b *testing.B) {
 		server0 := serverCPU(b)
 		start := time.Now()
 		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
-		var first time.Duration
+		var first, last, stall time.Duration
+		perSecond := map[int]int{}
 		timeout := time.After(5 * time.Minute)
 		for len(allocated) < n {
 			select {
@@ -158,9 +159,14 @@ func BenchmarkColdStart5000(b *testing.B) {
 				}
 				if s, ok := ev.Object.(*corev1.Service); ok && len(s.Status.LoadBalancer.Ingress) > 0 && !allocated[s.Name] {
 					allocated[s.Name] = true
+					at := time.Since(start)
 					if first == 0 {
-						first = time.Since(start)
+						first = at
+					} else {
+						stall = max(stall, at-last)
 					}
+					last = at
+					perSecond[int(at.Seconds())]++
 				}
 			case <-timeout:
 				b.Fatalf("only %d of %d allocated after 5 minutes", len(allocated), n)
@@ -171,7 +177,20 @@ func BenchmarkColdStart5000(b *testing.B) {
 		b.ReportMetric(all.Seconds(), "s-to-allocate-all")
 		b.ReportMetric(all.Seconds()/reference.Seconds(), "x-reference")
 		b.ReportMetric(first.Seconds(), "s-to-first")
+		b.ReportMetric(stall.Seconds(), "s-longest-stall")
 		b.ReportMetric(apiserverRejected(b, l)-rejected, "apiserver-429s")
+		rate := make([]string, 0, len(perSecond))
+		for sec := range int(all.Seconds()) + 1 {
+			rate = append(rate, strconv.Itoa(perSecond[sec]))
+		}
+		b.Logf("addresses allocated in each second: %s", strings.Join(rate, " "))
+		for _, d := range ds {
+			for line := range strings.Lines(d.proc.Output()) {
+				if strings.Contains(line, "stale") || strings.Contains(line, "IPAM leader") || strings.Contains(line, "level=WARN") {
+					b.Logf("%s: %s", d.node.Name, strings.TrimSpace(line))
+				}
+			}
+		}
 		// What the API server was asked to write meanwhile: the status
 		// patches are the work, the rest is what the daemons add to it.
 		var writes []string
