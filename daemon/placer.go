@@ -25,6 +25,14 @@ import (
 // excludeLabel keeps a node from answering for any LoadBalancer address.
 const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
+// stepGap is the least time between two decisions. A step costs time in
+// proportion to the addresses the node owns (the desired set for netio, the
+// claims to publish); during a burst of changes (thousands of Services
+// allocated after a cold start) a step per change would cost that for each,
+// while a step at most every stepGap takes what arrived meanwhile together.
+// A single change after a quiet moment is decided at once.
+const stepGap = 10 * time.Millisecond
+
 // Event reasons on Services.
 const (
 	reasonAnnouncing = "Announcing"
@@ -56,8 +64,9 @@ type placer struct {
 	log       *slog.Logger
 	core      *placement.Core
 	// decided, if set, hears after every decision how many addresses this
-	// node answers for (readiness, watchdog and status for systemd).
-	decided func(answering int)
+	// node answers for and whether its view is frozen (readiness, watchdog
+	// and status for systemd).
+	decided func(answering int, frozen bool)
 	// lead, if set, hears after every decision whether this node is to
 	// write Service status (it leads IPAM and its view is fresh).
 	lead func(bool)
@@ -161,6 +170,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -170,7 +180,15 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		case <-p.wake:
 		case <-timer.C:
 		}
-		plan := p.core.Step(p.observe(time.Now()))
+		if wait := time.Until(last.Add(stepGap)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		plan := p.core.Step(p.observe(last))
 		p.apply(plan)
 		timer.Reset(plan.Wake)
 	}
@@ -388,7 +406,7 @@ func (p *placer) apply(plan placement.Plan) {
 		p.lead(plan.Lead)
 	}
 	if p.decided != nil {
-		p.decided(plan.Answering)
+		p.decided(plan.Answering, !plan.Healthy)
 	}
 }
 
