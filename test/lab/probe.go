@@ -26,8 +26,9 @@ import (
 // clock times, comparable with time.Now.
 //
 // To stay light on a small machine, records are kept as runs: consecutive
-// answers from one MAC (and consecutive requests) with no pause longer than
-// RunGap between them form one Run.
+// answers from one MAC with no pause longer than RunGap between them form
+// one Run, and so do requests sent no later than two periods after the
+// previous one (a longer pause means the client itself stalled).
 type Prober struct {
 	client  *NS
 	period  time.Duration
@@ -41,8 +42,8 @@ type Prober struct {
 	stop func()
 }
 
-// RunGap ends a run: an answer or request that comes more than RunGap after
-// the previous one of its run starts a new run.
+// RunGap ends a run of answers: one that comes more than RunGap after the
+// previous one of its MAC starts a new run.
 const RunGap = 100 * time.Millisecond
 
 // A Run is consecutive answers from one MAC, or consecutive requests (MAC
@@ -73,8 +74,9 @@ type probeLog struct {
 }
 
 type probeDue struct {
-	ip   netip.Addr
-	next time.Time
+	ip      netip.Addr
+	next    time.Time
+	request []byte // the frame that asks for ip
 }
 
 // StartProber starts probing from the client namespace: each watched
@@ -182,11 +184,12 @@ func (p *Prober) Watch(ips ...netip.Addr) {
 		if _, ok := p.addrs[ip]; !ok {
 			p.addrs[ip] = &probeLog{open: map[string]int{}}
 		}
-		next := now.Add(p.period * time.Duration(i) / time.Duration(len(ips)))
 		if j := slices.IndexFunc(p.due, func(d probeDue) bool { return d.ip == ip }); j >= 0 {
-			next = p.due[j].next
+			due = append(due, p.due[j])
+			continue
 		}
-		due = append(due, probeDue{ip, next})
+		next := now.Add(p.period * time.Duration(i) / time.Duration(len(ips)))
+		due = append(due, probeDue{ip, next, p.request(ip)})
 	}
 	p.due = due
 }
@@ -243,7 +246,7 @@ func (p *Prober) send(ctx context.Context) {
 			if d.next = d.next.Add(p.period); d.next.Before(now) {
 				d.next = now
 			}
-			frames = append(frames, p.request(d.ip))
+			frames = append(frames, d.request)
 		}
 		p.mu.Unlock()
 		for _, f := range frames {
@@ -411,13 +414,13 @@ func (p *Prober) record(f []byte, outgoing bool, at time.Time) {
 	}
 	switch kind {
 	case frameRequest:
-		if n := len(l.Requests); n > 0 && l.Requests[n-1].continues(at) {
+		if n := len(l.Requests); n > 0 && l.Requests[n-1].continues(at, 2*p.period) {
 			l.Requests[n-1].add(at)
 		} else {
 			l.Requests = append(l.Requests, Run{First: at, Last: at, N: 1})
 		}
 	case frameReply:
-		if i, ok := l.open[mac]; ok && l.Replies[i].continues(at) {
+		if i, ok := l.open[mac]; ok && l.Replies[i].continues(at, RunGap) {
 			l.Replies[i].add(at)
 		} else {
 			l.open[mac] = len(l.Replies)
@@ -428,8 +431,9 @@ func (p *Prober) record(f []byte, outgoing bool, at time.Time) {
 	}
 }
 
-// continues reports whether an event at at belongs to the run.
-func (r *Run) continues(at time.Time) bool { return at.Sub(r.Last) <= RunGap }
+// continues reports whether an event at at, gap at most after the run's
+// last, belongs to the run.
+func (r *Run) continues(at time.Time, gap time.Duration) bool { return at.Sub(r.Last) <= gap }
 
 func (r *Run) add(at time.Time) {
 	if at.After(r.Last) {
