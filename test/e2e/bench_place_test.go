@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,115 +21,71 @@ import (
 	"github.com/l2lb/l2lb/test/lab"
 )
 
-// prober sends an ARP request for one IP from the client namespace every
-// period and records every reply with its arrival time: a packet socket in
-// the client's namespace, so that timings are the network's, not a spawned
-// arping's.
+// prober points the lab's client prober at one address at a time and reads
+// what it heard since: runs of answers, with kernel timestamps.
 type prober struct {
-	client *arp.Client
-	mu     sync.Mutex
-	ip     netip.Addr
-	seen   []reply
-	// announced: gratuitous ARPs for ip (requests whose sender is ip).
-	announced []reply
-}
-
-type reply struct {
-	at  time.Time
-	mac string
+	*lab.Prober
+	mu    sync.Mutex
+	ip    netip.Addr
+	since time.Time
 }
 
 func startProber(b testing.TB, l *lab.Lab, period time.Duration) *prober {
-	p := &prober{}
-	err := l.Net.Client.Do(func() error {
-		ifi, err := net.InterfaceByName(l.Net.Client.Link)
-		if err != nil {
-			return err
-		}
-		p.client, err = arp.Dial(ifi)
-		return err
-	})
-	if err != nil {
-		b.Fatalf("prober: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for ctx.Err() == nil {
-			p.client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			pkt, _, err := p.client.Read()
-			if err != nil || pkt.SenderIP != p.watched() {
-				continue
-			}
-			r := reply{time.Now(), pkt.SenderHardwareAddr.String()}
-			p.mu.Lock()
-			if pkt.Operation == arp.OperationReply {
-				p.seen = append(p.seen, r)
-			} else {
-				p.announced = append(p.announced, r)
-			}
-			p.mu.Unlock()
-		}
-	})
-	wg.Go(func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			p.mu.Lock()
-			ip := p.ip
-			p.mu.Unlock()
-			if ip.IsValid() {
-				p.client.Request(ip)
-			}
-		}
-	})
-	b.Cleanup(func() { cancel(); wg.Wait(); p.client.Close() })
-	return p
+	return &prober{Prober: l.Net.StartProber(b, period)}
 }
 
-// watch starts recording replies for ip, forgetting earlier ones.
+// watch starts asking for ip, forgetting what was heard before.
 func (p *prober) watch(ip netip.Addr) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ip, p.seen, p.announced = ip, nil, nil
+	p.ip, p.since = ip, time.Now()
+	p.mu.Unlock()
+	p.Watch(ip)
 }
 
-func (p *prober) watched() netip.Addr {
+func (p *prober) heard() (lab.ProbeLog, time.Time) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.ip
+	ip, since := p.ip, p.since
+	p.mu.Unlock()
+	return p.Log(ip), since
 }
 
-func (p *prober) announcements() []reply {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.announced)
+// replies returns the runs of answers since watch; a run that started
+// before counts from then.
+func (p *prober) replies() []lab.Run {
+	log, since := p.heard()
+	var out []lab.Run
+	for _, r := range log.Replies {
+		if r.Last.Before(since) {
+			continue
+		}
+		if r.First.Before(since) {
+			r.First = since
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
-func (p *prober) replies() []reply {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.seen)
+// announcements returns the gratuitous ARPs for the address since watch.
+func (p *prober) announcements() []lab.Announcement {
+	log, since := p.heard()
+	return slices.DeleteFunc(log.Announcements, func(a lab.Announcement) bool { return a.At.Before(since) })
 }
 
-// firstReplyAfter waits for a reply from a MAC other than not and returns its time.
-func (p *prober) firstReplyAfter(b testing.TB, not string, timeout time.Duration) reply {
+// firstReplyAfter waits for a reply from a MAC other than not and returns
+// the run it starts.
+func (p *prober) firstReplyAfter(b testing.TB, not string, timeout time.Duration) lab.Run {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, r := range p.replies() {
-			if r.mac != not {
+			if r.MAC != not {
 				return r
 			}
 		}
 		time.Sleep(time.Millisecond)
 	}
 	b.Fatalf("no reply from a MAC other than %q within %v", not, timeout)
-	return reply{}
+	return lab.Run{}
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {
@@ -164,7 +118,7 @@ func BenchmarkCreateToARP(b *testing.B) {
 			p.watch(ip)
 			start := time.Now()
 			l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%d", i), lab.WithAnnotation("l2lb.dev/ips", ip.String()))
-			lat = append(lat, p.firstReplyAfter(b, "", 20*time.Second).at.Sub(start))
+			lat = append(lat, p.firstReplyAfter(b, "", 20*time.Second).First.Sub(start))
 		}
 		reportMS(b, lat, "create-to-arp")
 	}
@@ -194,11 +148,11 @@ func failoverRuns(b *testing.B, extra string, sig syscall.Signal, runs int) (nei
 		_, took := neighMovesFrom(b, l, ip, old, start, 15*time.Second)
 		neigh = append(neigh, took)
 		first := p.firstReplyAfter(b, old, 15*time.Second)
-		firstReply = append(firstReply, first.at.Sub(start))
+		firstReply = append(firstReply, first.First.Sub(start))
 		time.Sleep(50 * time.Millisecond)
 		for _, r := range p.replies() {
-			if r.mac == old && r.at.After(first.at) {
-				overlaps++
+			if r.MAC == old && r.Last.After(first.First) {
+				overlaps += r.N // at most: the run may have begun before
 			}
 		}
 		d.proc.Wait(5 * time.Second)

@@ -17,15 +17,16 @@ import (
 )
 
 // fromMAC returns the replies (and, separately, the announcements) the
-// prober recorded from mac after t.
+// prober recorded from mac after t; a run of replies that began before t
+// counts whole.
 func fromMAC(p *prober, mac string, after time.Time) (replies, announcements int) {
 	for _, r := range p.replies() {
-		if r.mac == mac && r.at.After(after) {
-			replies++
+		if r.MAC == mac && r.Last.After(after) {
+			replies += r.N // at most: the run may have begun before
 		}
 	}
-	for _, r := range p.announcements() {
-		if r.mac == mac && r.at.After(after) {
+	for _, a := range p.announcements() {
+		if a.MAC == mac && a.At.After(after) {
 			announcements++
 		}
 	}
@@ -60,7 +61,7 @@ func TestPauseResume(t *testing.T) {
 	}
 	stopped := time.Now()
 	taken := p.firstReplyAfter(t, oldMAC, 10*time.Second)
-	t.Logf("paused owner %s; %s took over after %v", o.Name, nodeByMAC(l, taken.mac).Name, taken.at.Sub(stopped).Round(time.Millisecond))
+	t.Logf("paused owner %s; %s took over after %v", o.Name, nodeByMAC(l, taken.MAC).Name, taken.First.Sub(stopped).Round(time.Millisecond))
 	time.Sleep(time.Until(stopped.Add(8 * time.Second)))
 	resumed := time.Now()
 	if err := d.proc.Signal(syscall.SIGCONT); err != nil {
@@ -69,15 +70,15 @@ func TestPauseResume(t *testing.T) {
 	time.Sleep(10 * time.Second)
 
 	replies, announcements := fromMAC(p, oldMAC, resumed)
-	newReplies, _ := fromMAC(p, taken.mac, resumed)
-	t.Logf("after resuming, %s sent %d replies and %d announcements for %s; %s sent %d replies", o.Name, replies, announcements, ip, nodeByMAC(l, taken.mac).Name, newReplies)
+	newReplies, _ := fromMAC(p, taken.MAC, resumed)
+	t.Logf("after resuming, %s sent %d replies and %d announcements for %s; %s sent %d replies", o.Name, replies, announcements, ip, nodeByMAC(l, taken.MAC).Name, newReplies)
 	if replies != 0 || announcements != 0 {
 		t.Errorf("the resumed node answered %d times and announced %d times for an address taken over", replies, announcements)
 	}
 	if newReplies == 0 {
 		t.Error("the new owner stopped answering after the old one resumed")
 	}
-	if got := owner(t, l, ip); got.Name != nodeByMAC(l, taken.mac).Name {
+	if got := owner(t, l, ip); got.Name != nodeByMAC(l, taken.MAC).Name {
 		t.Errorf("%s moved back to %s after the pause", ip, got.Name)
 	}
 	if !strings.Contains(d.proc.Output(), "did not run for longer than its claims last") {
@@ -103,8 +104,8 @@ func TestCarrierLoss(t *testing.T) {
 	lost := time.Now()
 	l.SetCarrier(o, false)
 	taken := p.firstReplyAfter(t, oldMAC, 10*time.Second)
-	newOwner := nodeByMAC(l, taken.mac)
-	t.Logf("carrier lost on %s; %s answered %v later", o.Name, newOwner.Name, taken.at.Sub(lost).Round(time.Millisecond))
+	newOwner := nodeByMAC(l, taken.MAC)
+	t.Logf("carrier lost on %s; %s answered %v later", o.Name, newOwner.Name, taken.First.Sub(lost).Round(time.Millisecond))
 	waitFor(t, 5*time.Second, "the claim to leave the node without carrier", func(context.Context) bool {
 		return claims(t, l)[ip] == newOwner.Name
 	})
@@ -277,5 +278,5 @@ func TestLoneNodeRestart(t *testing.T) {
 	p.watch(ip)
 	d.start(t)
 	first := p.firstReplyAfter(t, "", 10*time.Second)
-	t.Logf("a lone node answered %v after its restart began", first.at.Sub(stoppedAt).Round(time.Millisecond))
+	t.Logf("a lone node answered %v after its restart began", first.First.Sub(stoppedAt).Round(time.Millisecond))
 }
