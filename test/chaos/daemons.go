@@ -62,7 +62,7 @@ type daemon struct {
 	exits    []string      // unexpected exits
 }
 
-func newDaemon(t testing.TB, i int, n *lab.Node, dir string) *daemon {
+func newDaemon(i int, n *lab.Node, dir string) *daemon {
 	return &daemon{index: i, node: n, config: filepath.Join(dir, n.Name+".yaml"), log: filepath.Join(dir, n.Name+".log")}
 }
 

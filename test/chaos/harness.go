@@ -62,7 +62,7 @@ func run(t *testing.T, o options) {
 	h := &harness{t: t, o: o, tm: tm, l: l, l2lbd: l2lbd, facts: newFacts(names, macs), garbage: map[int]bool{}}
 	dir := t.TempDir()
 	for i, n := range l.Nodes {
-		d := newDaemon(t, i, n, dir)
+		d := newDaemon(i, n, dir)
 		h.must(d.writeConfig(configVariants[0]))
 		d.start(t, l2lbd)
 		h.daemons = append(h.daemons, d)
