@@ -39,8 +39,15 @@ func steps(sched []fault) []step {
 // A step that finds the harness late (a previous one blocked) runs at once;
 // the facts record when things really happened.
 func (h *harness) inject(start time.Time, sched []fault) {
-	for _, s := range steps(sched) {
+	const progressEvery = 5 * time.Minute // a soak shows it is alive
+	nextProgress := start.Add(progressEvery)
+	all := steps(sched)
+	for i, s := range all {
 		time.Sleep(time.Until(start.Add(s.at)))
+		if time.Now().After(nextProgress) {
+			h.t.Logf("chaos: %v in, %d of %d fault steps done", time.Since(start).Round(time.Second), i, len(all))
+			nextProgress = nextProgress.Add(progressEvery)
+		}
 		if s.end {
 			h.undo(s.f)
 		} else {
