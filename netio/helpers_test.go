@@ -1,7 +1,6 @@
 package netio
 
 import (
-	"encoding/binary"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,9 +8,10 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
-	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
+
+	"github.com/l2lb/l2lb/test/lab"
 )
 
 var (
@@ -134,61 +134,29 @@ func (l *conflictLog) all() []Conflict {
 
 var eth0 = iface{name: "eth0", index: 2, mac: nodeMAC}
 
-// arpFrame builds an ARP frame with mdlayher/arp, the reference.
+// The frame builders are the lab's (mdlayher/arp and mdlayher/ndp, the
+// reference), failing the test instead of returning errors.
+
 func arpFrame(t testing.TB, op arp.Operation, sha net.HardwareAddr, spa netip.Addr, tha net.HardwareAddr, tpa netip.Addr, ethDst net.HardwareAddr) []byte {
 	t.Helper()
-	p, err := arp.NewPacket(op, sha, spa, tha, tpa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := p.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := ethernet.Frame{Destination: ethDst, Source: sha, EtherType: ethernet.EtherTypeARP, Payload: pb}
-	b, err := f.MarshalBinary()
+	b, err := lab.ARPFrame(op, sha, spa, tha, tpa, ethDst)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-// ndpFrame builds a Neighbor Discovery frame with mdlayher/ndp, the
-// reference, in an IPv6 header with the given hop limit.
 func ndpFrame(t testing.TB, ethSrc, ethDst net.HardwareAddr, src, dst netip.Addr, hop byte, m ndp.Message) []byte {
 	t.Helper()
-	msg, err := ndp.MarshalMessageChecksum(m, src, dst)
+	b, err := lab.NDPFrame(ethSrc, ethDst, src, dst, hop, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ipv6Frame(ethSrc, ethDst, src, dst, hop, msg)
-}
-
-func ipv6Frame(ethSrc, ethDst net.HardwareAddr, src, dst netip.Addr, hop byte, msg []byte) []byte {
-	b := make([]byte, ethHeaderLen+ip6HeaderLen+len(msg))
-	copy(b[0:6], ethDst)
-	copy(b[6:12], ethSrc)
-	binary.BigEndian.PutUint16(b[12:14], etherTypeIPv6)
-	ip := b[ethHeaderLen:]
-	binary.BigEndian.PutUint32(ip[0:4], 6<<28)
-	binary.BigEndian.PutUint16(ip[4:6], uint16(len(msg)))
-	ip[6], ip[7] = protoICMPv6, hop
-	s, d := src.As16(), dst.As16()
-	copy(ip[8:24], s[:])
-	copy(ip[24:40], d[:])
-	copy(ip[40:], msg)
 	return b
 }
 
-func multicastMAC(group netip.Addr) net.HardwareAddr {
-	a := group.As16()
-	return net.HardwareAddr{0x33, 0x33, a[12], a[13], a[14], a[15]}
-}
-
-func ns(target netip.Addr, sll net.HardwareAddr) *ndp.NeighborSolicitation {
-	m := &ndp.NeighborSolicitation{TargetAddress: target}
-	if sll != nil {
-		m.Options = []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: sll}}
-	}
-	return m
-}
+var (
+	ipv6Frame    = lab.IPv6Frame
+	multicastMAC = lab.MulticastMAC
+	ns           = lab.Solicitation
+)

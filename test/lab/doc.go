@@ -14,6 +14,10 @@
 // 198.51.100.200-250 and 2001:db8:100::200-2ff are left to the tests for
 // Service IPs.
 //
+// [Net.AddHost] adds more hosts (198.51.100.3 on) that are neither client nor
+// node, and [Hostile] sends malformed, forged and flooding ARP and NDP
+// frames from one, counting what is answered.
+//
 // [Start] adds etcd and kube-apiserver (built by test/kubebin/build.sh), the
 // RBAC of examples/rbac.yaml, a kubeconfig per node carrying a token of the
 // kube-system/l2lbd ServiceAccount, and Ready Node objects.

@@ -50,7 +50,7 @@ var (
 const maxNodes = 189
 
 // Names of everything a lab creates: netns and host-side veth
-// "l2lb-<id>-n<i>" and "l2lb-<id>-c", bridge "l2b<id>", directory
+// "l2lb-<id>-n<i>", "l2lb-<id>-c" and "l2lb-<id>-h<i>", bridge "l2b<id>", directory
 // "$TMPDIR/l2lb-lab-<id>". Four hex digits keep interface names within 15
 // bytes.
 var (

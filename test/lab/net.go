@@ -21,6 +21,7 @@ type Net struct {
 	Bridge string // bridge link in the root namespace, carrying BridgeV4 and BridgeV6
 	Client *NS
 	Nodes  []*NS
+	Hosts  []*NS // added by AddHost
 
 	run *run
 }
