@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ndp"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -188,8 +189,13 @@ func (p *Prober) Watch(ips ...netip.Addr) {
 			due = append(due, p.due[j])
 			continue
 		}
+		req, err := p.request(ip)
+		if err != nil {
+			// Only an invalid address has no request: a caller's bug.
+			panic(fmt.Sprintf("lab: prober: %v: %v", ip, err))
+		}
 		next := now.Add(p.period * time.Duration(i) / time.Duration(len(ips)))
-		due = append(due, probeDue{ip, next, p.request(ip)})
+		due = append(due, probeDue{ip, next, req})
 	}
 	p.due = due
 }
@@ -259,48 +265,18 @@ func (p *Prober) send(ctx context.Context) {
 	}
 }
 
-// request builds the request frame for ip.
-func (p *Prober) request(ip netip.Addr) []byte {
+// request builds the frame that asks for ip: an ARP request, or a Neighbor
+// Solicitation to ip's solicited-node group.
+func (p *Prober) request(ip netip.Addr) ([]byte, error) {
 	c := p.client
 	if ip.Is4() {
-		f := make([]byte, 42)
-		copy(f[0:6], broadcastMAC)
-		copy(f[6:12], c.MAC)
-		binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_ARP)
-		a := f[14:]
-		binary.BigEndian.PutUint16(a[0:2], 1) // Ethernet
-		binary.BigEndian.PutUint16(a[2:4], unix.ETH_P_IP)
-		a[4], a[5] = 6, 4
-		binary.BigEndian.PutUint16(a[6:8], 1) // request
-		copy(a[8:14], c.MAC)
-		src := c.IPv4.As4()
-		copy(a[14:18], src[:])
-		dst := ip.As4()
-		copy(a[24:28], dst[:])
-		return f
+		return ARPFrame(arp.OperationRequest, c.MAC, c.IPv4, make(net.HardwareAddr, 6), ip, broadcastMAC)
 	}
-	t := ip.As16()
-	snm := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: t[13], 14: t[14], 15: t[15]})
-	msg, err := ndp.MarshalMessageChecksum(&ndp.NeighborSolicitation{
-		TargetAddress: ip,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: c.MAC}},
-	}, c.IPv6, snm)
+	snm, err := ndp.SolicitedNodeMulticast(ip)
 	if err != nil {
-		panic(fmt.Sprintf("lab: prober: %v", err)) // a fixed, valid message
+		return nil, err
 	}
-	f := make([]byte, 14+40+len(msg))
-	copy(f[0:6], []byte{0x33, 0x33, 0xff, t[13], t[14], t[15]})
-	copy(f[6:12], c.MAC)
-	binary.BigEndian.PutUint16(f[12:14], unix.ETH_P_IPV6)
-	h := f[14:54]
-	h[0] = 6 << 4
-	binary.BigEndian.PutUint16(h[4:6], uint16(len(msg)))
-	h[6], h[7] = unix.IPPROTO_ICMPV6, 255
-	src, dst := c.IPv6.As16(), snm.As16()
-	copy(h[8:24], src[:])
-	copy(h[24:40], dst[:])
-	copy(f[54:], msg)
-	return f
+	return NDPFrame(c.MAC, MulticastMAC(snm), c.IPv6, snm, 255, Solicitation(ip, c.MAC))
 }
 
 var broadcastMAC = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
