@@ -20,13 +20,16 @@ func TestMain(m *testing.M) { lab.MainWithL2lbd(m, &l2lbd) }
 // is a regression of l2lbd (or of the harness), replayable at will.
 var shortSeeds = []uint64{1, 2}
 
-// TestChaos is the short chaos run: three nodes, each fixed seed's faults
-// for a minute, API outages of 5 to 15 s.
+// short is the shape of a short run: three nodes, a minute of faults, API
+// outages of 5 to 15 s.
+func short(seed uint64) options {
+	return options{seed: seed, nodes: 3, duration: time.Minute, apiMax: 15 * time.Second}
+}
+
+// TestChaos is the short chaos run, one per fixed seed.
 func TestChaos(t *testing.T) {
 	for _, seed := range shortSeeds {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			run(t, options{seed: seed, nodes: 3, duration: time.Minute, apiMax: 15 * time.Second})
-		})
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { run(t, short(seed)) })
 	}
 }
 

@@ -21,6 +21,11 @@ type options struct {
 	apiMax   time.Duration // longest API outage
 }
 
+// schedule is the shape of the run's schedule: a fault every 1 to 5 s.
+func (o options) schedule() scheduleOptions {
+	return scheduleOptions{nodes: o.nodes, duration: o.duration, gapMin: time.Second, gapMax: 5 * time.Second, apiMax: o.apiMax}
+}
+
 // harness is one run: the lab, the daemons, the client, the record.
 type harness struct {
 	t       *testing.T
@@ -48,8 +53,7 @@ func (h *harness) report(v violation) {
 // run runs the whole chaos run of o and fails t on any violation.
 func run(t *testing.T, o options) {
 	tm := defaultTimings
-	sched := newSchedule(o.seed, scheduleOptions{nodes: o.nodes, duration: o.duration,
-		gapMin: time.Second, gapMax: 5 * time.Second, apiMax: o.apiMax})
+	sched := newSchedule(o.seed, o.schedule())
 	t.Logf("chaos: seed %d, %d nodes, %d faults over %v (replay: L2LB_CHAOS_SEED=%d)", o.seed, o.nodes, len(sched), o.duration, o.seed)
 
 	l := lab.Start(t, lab.Options{Nodes: o.nodes})

@@ -42,3 +42,19 @@ func TestScheduleFromSeed(t *testing.T) {
 		}
 	}
 }
+
+// TestShortSeedsCoverEveryFault: the fixed seeds of the short run draw,
+// between them, every kind of fault.
+func TestShortSeedsCoverEveryFault(t *testing.T) {
+	seen := map[faultKind]int{}
+	for _, seed := range shortSeeds {
+		for k, n := range counts(newSchedule(seed, short(seed).schedule())) {
+			seen[k] += n
+		}
+	}
+	for k := range faultKinds {
+		if seen[k] == 0 {
+			t.Errorf("the short seeds %v never draw %v", shortSeeds, k)
+		}
+	}
+}
