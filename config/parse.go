@@ -107,7 +107,7 @@ func Parse(file string, data []byte, hostname string) (*Config, error) {
 		return nil, yamlProblem(file, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, &Problem{File: file, Msg: "the file is empty (or only comments); it needs at least a pools: section — see the annotated example l2lbd.yaml"}
+		return nil, &Problem{File: file, Msg: "the file is empty (or only comments); it needs at least a pools: section (pools: [] for none yet) — see the annotated example l2lbd.yaml"}
 	}
 	d := &decoder{file: file, pos: map[string]*yaml.Node{}}
 	c := Default()

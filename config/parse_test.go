@@ -71,9 +71,9 @@ func TestParseErrors(t *testing.T) {
 		in   string
 		want []string // every problem, in order
 	}{
-		{"empty file", "", []string{"f.yaml: the file is empty (or only comments); it needs at least a pools: section — see the annotated example l2lbd.yaml"}},
-		{"only comments", "# nothing\n   \n# here\n", []string{"f.yaml: the file is empty (or only comments); it needs at least a pools: section — see the annotated example l2lbd.yaml"}},
-		{"not a mapping", "- a\n- b\n", []string{"f.yaml:1:1: want a mapping of fields, got a list", "f.yaml: pools: at least one pool is required"}},
+		{"empty file", "", []string{"f.yaml: the file is empty (or only comments); it needs at least a pools: section (pools: [] for none yet) — see the annotated example l2lbd.yaml"}},
+		{"only comments", "# nothing\n   \n# here\n", []string{"f.yaml: the file is empty (or only comments); it needs at least a pools: section (pools: [] for none yet) — see the annotated example l2lbd.yaml"}},
+		{"not a mapping", "- a\n- b\n", []string{"f.yaml:1:1: want a mapping of fields, got a list"}},
 		{"tab indent", "pools:\n\t- name: lan\n", []string{"f.yaml:2:1: tab character in indentation; YAML indents with spaces"}},
 		{"syntax", "pools: [\n", []string{"f.yaml:1:1: invalid YAML: did not find expected node content"}},
 		{"unknown top", pool("nodname: a\n"), []string{`f.yaml:4:1: nodname: unknown field; did you mean "nodeName"?`}},
@@ -83,7 +83,6 @@ func TestParseErrors(t *testing.T) {
 		{"alias", "x: &a 1\n" + pool(""), []string{`f.yaml:1:1: x: unknown field`}},
 		{"alias value", pool("nodeName: &n a\nkubeconfig: *n\n"), []string{"f.yaml:5:13: kubeconfig: YAML aliases are not supported; write the value out"}},
 		{"merge key", pool("announce:\n  <<: {count: 1}\n"), []string{"f.yaml:5:3: announce.<<: unknown field (YAML merge keys are not supported)"}},
-		{"no pools", "nodeName: a\n", []string{"f.yaml: pools: at least one pool is required"}},
 		{"pools not list", "pools: lan\n", []string{`f.yaml:1:8: pools: want a list, got str "lan"`}},
 		{"pool name label", "pools:\n  - name: Lan_1\n    addresses: [198.51.100.1]\n", []string{`f.yaml:2:11: pools[0].name: "Lan_1" is not valid: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`}},
 		{"pool name missing", "pools:\n  - addresses: [198.51.100.1]\n", []string{"f.yaml:2:5: pools[0].name: must not be empty"}},
@@ -240,11 +239,18 @@ func firstLine(s string) string {
 	return first
 }
 
-func TestValidateInCode(t *testing.T) {
+// TestValidateNoPools: a file without pools is valid (the daemon runs and
+// serves nothing), whether pools is absent or empty.
+func TestValidateNoPools(t *testing.T) {
 	c := Default()
 	c.NodeName = "n"
-	if err := Validate(&c); err == nil || err.Error() != "config: pools: at least one pool is required" {
-		t.Errorf("got %v", err)
+	if err := Validate(&c); err != nil {
+		t.Errorf("defaults without pools: %v", err)
+	}
+	for _, in := range []string{"nodeName: a\n", "pools: []\n"} {
+		if c, err := Parse("f.yaml", []byte(in), "h"); err != nil || len(c.Pools) != 0 {
+			t.Errorf("Parse(%q) = %d pools, %v; want 0 pools, no error", in, len(c.Pools), err)
+		}
 	}
 }
 

@@ -107,11 +107,9 @@ type span struct {
 	pool, addr int // indexes, for reporting the later of two overlapping entries
 }
 
+// No pools is valid: the daemon runs and serves nothing, so that a package
+// installed on a prepared node starts, and says so (see daemon.warnNoPools).
 func (v *validator) pools(c *Config) {
-	if len(c.Pools) == 0 {
-		v.fail("pools", "at least one pool is required")
-		return
-	}
 	names := map[string]int{}
 	var spans []span
 	for i, p := range c.Pools {

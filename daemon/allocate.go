@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,16 +58,16 @@ type ipamRole struct {
 	ctx           context.Context // the daemon's
 	alloc         *allocator
 	configChanged <-chan struct{}
-	leader        *atomic.Bool // for status and metrics
+	leading       func(bool) // hears when the allocator starts and stops (status, metrics)
 
 	stop context.CancelFunc // of the current run; nil when not leading
 	done chan struct{}      // closed when the latest run has returned
 }
 
-func newIPAMRole(ctx context.Context, alloc *allocator, configChanged <-chan struct{}, leader *atomic.Bool) *ipamRole {
+func newIPAMRole(ctx context.Context, alloc *allocator, configChanged <-chan struct{}, leading func(bool)) *ipamRole {
 	done := make(chan struct{})
 	close(done)
-	return &ipamRole{ctx: ctx, alloc: alloc, configChanged: configChanged, leader: leader, done: done}
+	return &ipamRole{ctx: ctx, alloc: alloc, configChanged: configChanged, leading: leading, done: done}
 }
 
 func (r *ipamRole) set(lead bool) {
@@ -85,8 +84,8 @@ func (r *ipamRole) set(lead bool) {
 			if ctx.Err() != nil {
 				return // stopped again meanwhile
 			}
-			r.leader.Store(true)
-			defer r.leader.Store(false)
+			r.leading(true)
+			defer r.leading(false)
 			r.alloc.run(ctx, r.configChanged)
 		}()
 	case !lead && r.stop != nil:

@@ -48,6 +48,7 @@ func Run(ctx context.Context, opts Options) error {
 	level.Set(cfg.Log.Level)
 	log.Info("l2lbd starting", "version", opts.Version, "config", opts.ConfigPath, "digest", cfg.Digest(),
 		"node", cfg.NodeName, "pools", len(cfg.Pools), "class", cfg.LoadBalancerClass)
+	warnNoPools(log, opts.ConfigPath, cfg)
 
 	life := newLifecycle(log, cfg)
 	// A good reload wakes both deciders; each has its own channel, as a
@@ -64,6 +65,7 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			level.Set(r.Config.Log.Level)
 			warnRestartOnly(log, prev, r.Config)
+			warnNoPools(log, opts.ConfigPath, r.Config)
 			prev = r.Config
 			for _, c := range []chan struct{}{placeChanged, allocChanged} {
 				select {
@@ -116,7 +118,7 @@ func Run(ctx context.Context, opts Options) error {
 	// Allocation: the IPAM leader, placed like an address, writes Service
 	// status.
 	alloc := &allocator{client: client, view: view, changes: view.Notify(kube.KindServices), config: w.Current, recorder: recorder, log: log}
-	role := newIPAMRole(ctx, alloc, allocChanged, &life.leader)
+	role := newIPAMRole(ctx, alloc, allocChanged, life.setLeader)
 
 	// Placement: every node decides which addresses it answers for, and
 	// which node leads IPAM. The decisions use the coordination timings the
@@ -182,6 +184,14 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	log.Info("l2lbd stopped")
 	return nil
+}
+
+// warnNoPools says that a config without pools serves nothing, and how to
+// change that: the daemon runs anyway, so an install ends active.
+func warnNoPools(log *slog.Logger, path string, cfg *config.Config) {
+	if len(cfg.Pools) == 0 {
+		log.Warn("no pools configured: serving no address; declare pools, then systemctl reload l2lbd", "config", path)
+	}
 }
 
 // warnRestartOnly says which edited fields take effect only after a restart.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,37 +13,112 @@ import (
 	"github.com/l2lb/l2lb/daemon/sdnotify"
 )
 
+// notifier is the part of sdnotify.Notifier the lifecycle uses; tests
+// record the messages instead.
+type notifier interface {
+	Ready(status string) error
+	Reloading() error
+	Status(status string) error
+	Stopping() error
+	Watchdog() error
+	ExtendTimeout(time.Duration) error
+	WatchdogInterval() time.Duration
+}
+
+var _ notifier = (*sdnotify.Notifier)(nil)
+
 // lifecycle tells systemd how the daemon is doing: READY once it can serve,
-// RELOADING/READY around reloads, a STATUS line, WATCHDOG pings while the
-// decision loop is alive, and STOPPING.
+// RELOADING/READY around reloads, a STATUS line that follows every fact it
+// reports, WATCHDOG pings while the decision loop is alive, and STOPPING.
 type lifecycle struct {
-	notify *sdnotify.Notifier
+	notify notifier
 	log    *slog.Logger
 
+	// The facts of the status line (and of the metrics).
 	ready     atomic.Bool
 	leader    atomic.Bool
+	frozen    atomic.Bool
 	answering atomic.Int64
+	pools     atomic.Int64
 	config    atomic.Pointer[string] // the config part of the status line
 	loopAt    atomic.Int64           // unix nanoseconds of the placer's last decision
 
 	reloadsOK, reloadsRefused atomic.Uint64
+
+	// mu orders the status messages: each one is computed from the latest
+	// facts and sent while it is held, so an older line never follows a
+	// newer one.
+	mu   sync.Mutex
+	sent string // the last status line sent
 }
 
 func newLifecycle(log *slog.Logger, cfg *config.Config) *lifecycle {
 	l := &lifecycle{notify: sdnotify.New(), log: log}
-	l.setConfig(fmt.Sprintf("config ok (digest %s)", cfg.Digest()))
+	l.setConfig(cfg, fmt.Sprintf("config ok (digest %s)", cfg.Digest()))
 	return l
 }
 
-func (l *lifecycle) setConfig(s string) { l.config.Store(&s) }
+func (l *lifecycle) setConfig(cfg *config.Config, s string) {
+	l.config.Store(&s)
+	l.pools.Store(int64(len(cfg.Pools)))
+}
 
-// status is the human line systemctl status shows.
-func (l *lifecycle) status() string {
-	role := "not the IPAM leader"
-	if l.leader.Load() {
-		role = "IPAM leader"
+// statusFacts are what the STATUS line reports.
+type statusFacts struct {
+	Config    string // config ok, or the refused edit
+	Pools     int
+	Frozen    bool // the view of the cluster is stale
+	Leader    bool
+	Answering int
+}
+
+func (l *lifecycle) facts() statusFacts {
+	f := statusFacts{Leader: l.leader.Load(), Frozen: l.frozen.Load(), Answering: int(l.answering.Load()), Pools: int(l.pools.Load())}
+	if c := l.config.Load(); c != nil {
+		f.Config = *c
 	}
-	return fmt.Sprintf("%s; %s; answering for %d IPs here", *l.config.Load(), role, l.answering.Load())
+	return f
+}
+
+// statusLine is the human line systemctl status shows.
+func statusLine(f statusFacts) string {
+	parts := []string{f.Config}
+	if f.Pools == 0 {
+		parts = append(parts, "no pools configured: serving no address")
+	}
+	if f.Frozen {
+		parts = append(parts, "frozen (view of the cluster stale): keeping its addresses, taking none over")
+	}
+	if f.Leader {
+		parts = append(parts, "IPAM leader")
+	} else {
+		parts = append(parts, "not the IPAM leader")
+	}
+	parts = append(parts, fmt.Sprintf("answering for %d IPs here", f.Answering))
+	return strings.Join(parts, "; ")
+}
+
+func (l *lifecycle) status() string { return statusLine(l.facts()) }
+
+// report sends the status line if it changed since the last one sent. Before
+// READY the line is not sent: "waiting for the Kubernetes API" stays.
+func (l *lifecycle) report() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ready.Load() {
+		return
+	}
+	if s := l.status(); s != l.sent {
+		l.sent = s
+		l.warn("STATUS", l.notify.Status(s))
+	}
+}
+
+// setLeader records whether this node runs the IPAM allocator.
+func (l *lifecycle) setLeader(lead bool) {
+	if l.leader.Swap(lead) != lead {
+		l.report()
+	}
 }
 
 func (l *lifecycle) warn(what string, err error) {
@@ -70,9 +146,12 @@ func (l *lifecycle) connecting(ctx context.Context) {
 
 // serving sends READY=1 with the status line, once.
 func (l *lifecycle) serving() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.ready.CompareAndSwap(false, true) {
-		l.warn("READY", l.notify.Ready(l.status()))
-		l.log.Info("ready", "status", l.status())
+		l.sent = l.status()
+		l.warn("READY", l.notify.Ready(l.sent))
+		l.log.Info("ready", "status", l.sent)
 	}
 }
 
@@ -84,27 +163,33 @@ func (l *lifecycle) reloading() { l.warn("RELOADING", l.notify.Reloading()) }
 func (l *lifecycle) reloaded(r config.Reload) {
 	if r.Err != nil {
 		l.reloadsRefused.Add(1)
-		l.setConfig(fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err)))
+		l.setConfig(r.Config, fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err)))
 	} else {
 		l.reloadsOK.Add(1)
-		l.setConfig(fmt.Sprintf("config ok (digest %s)", r.Config.Digest()))
+		l.setConfig(r.Config, fmt.Sprintf("config ok (digest %s)", r.Config.Digest()))
 	}
-	if r.Requested && l.ready.Load() {
-		l.warn("READY", l.notify.Ready(l.status()))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.ready.Load() {
 		return
 	}
-	l.warn("STATUS", l.notify.Status(l.status()))
+	l.sent = l.status()
+	if r.Requested {
+		l.warn("READY", l.notify.Ready(l.sent))
+		return
+	}
+	l.warn("STATUS", l.notify.Status(l.sent))
 }
 
-// decided records a placer decision: the loop is alive and answers for n IPs.
-// The first one means the daemon serves: config loaded, informers synced,
-// responders running.
-func (l *lifecycle) decided(n int) {
+// decided records a placer decision: the loop is alive, answers for n IPs,
+// and its view is fresh or frozen. The first one means the daemon serves:
+// config loaded, informers synced, responders running.
+func (l *lifecycle) decided(n int, frozen bool) {
 	l.loopAt.Store(time.Now().UnixNano())
+	l.answering.Store(int64(n))
+	l.frozen.Store(frozen)
 	l.serving()
-	if int64(n) != l.answering.Swap(int64(n)) && l.ready.Load() {
-		l.warn("STATUS", l.notify.Status(l.status()))
-	}
+	l.report()
 }
 
 // watchdog pings systemd at half its interval while the decision loop has

@@ -51,6 +51,9 @@ func summarize(w io.Writer, path string, c *config.Config) {
 		fmt.Fprintf(w, "interfaces: %s\n", strings.Join(c.Interfaces, ", "))
 	}
 	fmt.Fprintf(w, "pools: %d\n", len(c.Pools))
+	if len(c.Pools) == 0 {
+		fmt.Fprintln(w, "  none: l2lbd runs and serves no address until pools are declared")
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	v4, v6 := new(big.Int), new(big.Int)
 	for _, p := range c.Pools {

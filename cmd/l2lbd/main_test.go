@@ -158,7 +158,7 @@ func TestRunLifecycle(t *testing.T) {
 // TestRunRefusesBadConfig: the daemon does not start on a broken file, and says why.
 func TestRunRefusesBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "l2lbd.yaml")
-	os.WriteFile(path, []byte("pools: []\n"), 0o644)
+	os.WriteFile(path, []byte("pools: lan\n"), 0o644)
 	cmd := exec.Command(os.Args[0], "run", "--config", path)
 	cmd.Env = append(os.Environ(), "L2LBD_AS_MAIN=1")
 	var out bytes.Buffer
@@ -167,7 +167,7 @@ func TestRunRefusesBadConfig(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("want exit code 1, got %v", err)
 	}
-	if !strings.Contains(out.String(), "pools: at least one pool is required") {
+	if !strings.Contains(out.String(), `pools: want a list, got str "lan"`) {
 		t.Errorf("output does not name the problem:\n%s", &out)
 	}
 }
