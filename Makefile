@@ -57,28 +57,33 @@ soak: deps
 bench: deps build
 	$(GO) test -run='^$$' -bench=. -benchmem ./config/... ./daemon/... ./cmd/...
 
-# Packages: dist/l2lb_<version>-1_<arch>.deb and dist/l2lb-<version>-1.<arch>.rpm,
+# Packages: $(DIST)/l2lb_<version>-1_<arch>.deb and $(DIST)/l2lb-<version>-1.<arch>.rpm,
 # built by nfpm (pinned in go.mod) from packaging/nfpm.yaml. The binary links
 # no C library (CGO_ENABLED=0), so one .rpm runs on any glibc; it is a PIE
 # (ASLR) and stripped, as distributions ship binaries. File times come from
-# the commit, so a build repeats.
+# the commit, so a build repeats. DIST (default dist) and PKG_VERSION may be
+# set, so that tests build their own packages, e.g. a newer version for an
+# upgrade, without touching dist/:
+#   make package DIST=/tmp/p PKG_VERSION=1.2.3
 PKG_VERSION = $(shell packaging/version.sh)
 PKG_ARCH ?= $(shell $(GO) env GOARCH)
-# packaging/nfpm.yaml names this directory.
-PKG_STAGE := dist/stage
+DIST ?= dist
+# packaging/nfpm.yaml names dist/stage; another DIST gets a copy naming its own.
+PKG_STAGE = $(DIST)/stage
 
 .PHONY: package
 package:
 	@set -e; v='$(PKG_VERSION)'; \
 	export SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct); \
-	rm -rf $(PKG_STAGE) dist/l2lb_*.deb dist/l2lb-*.rpm && mkdir -p $(PKG_STAGE); \
+	rm -rf $(PKG_STAGE) $(DIST)/l2lb_*.deb $(DIST)/l2lb-*.rpm && mkdir -p $(PKG_STAGE); \
 	CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -ldflags "-s -w -X main.version=$$v" -o $(PKG_STAGE)/l2lbd ./cmd/l2lbd; \
 	gzip -9n < packaging/man/l2lbd.8 > $(PKG_STAGE)/l2lbd.8.gz; \
 	gzip -9n < packaging/man/l2lbd.yaml.5 > $(PKG_STAGE)/l2lbd.yaml.5.gz; \
 	packaging/changelog.sh "$$v-1" > $(PKG_STAGE)/changelog.yml; \
+	sed 's|dist/stage/|$(PKG_STAGE)/|' packaging/nfpm.yaml > $(PKG_STAGE)/nfpm.yaml; \
 	for p in deb rpm; do \
 		VERSION="$$v" PKG_ARCH=$(PKG_ARCH) \
-			$(GO) tool nfpm package --config packaging/nfpm.yaml --packager $$p --target dist/; \
+			$(GO) tool nfpm package --config $(PKG_STAGE)/nfpm.yaml --packager $$p --target $(DIST)/; \
 	done
 
 lab-clean:

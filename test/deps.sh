@@ -2,7 +2,8 @@
 # Installs what the tests and the demo need on a Debian/Ubuntu machine, as root,
 # idempotently: Debian packages only when a command is missing (retrying the
 # mirror, which is sometimes unreachable for a minute), then the cached
-# kube-apiserver and kubectl build. Prints nothing when everything is present.
+# kube-apiserver and kubectl build and the cached Debian root of the booted
+# lab nodes. Prints nothing when everything is present.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -21,6 +22,8 @@ declare -A need=(
 	[rpm]=rpm
 	[rpmlint]=rpmlint
 	[systemd-analyze]=systemd
+	[debootstrap]=debootstrap
+	[systemd-nspawn]=systemd-container
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -49,3 +52,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 "$here/kubebin/build.sh" >/dev/null
+"$here/rootfs/build.sh" >/dev/null

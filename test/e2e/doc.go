@@ -1,4 +1,7 @@
 // Package e2e holds l2lb's end-to-end tests: real l2lbd processes in the
 // node namespaces of the lab (test/lab), against a real kube-apiserver, seen
-// through real clients. The tests run as root; `make test` runs them.
+// through real clients. TestBootedNodes runs the daemon as users do instead:
+// the freshly built .deb installed with apt on booted systemd machines
+// (lab.Machine), driven with systemctl and read with journalctl. The tests
+// run as root; `make test` runs them.
 package e2e

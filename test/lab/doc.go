@@ -26,6 +26,12 @@
 // addresses over and over (ARP and NDP) and records which MAC answers when,
 // timestamped by the kernel at the client's interface.
 //
+// [Lab.Boot] turns a node into a [Machine]: a Debian 12 root (built once by
+// test/rootfs/build.sh with debootstrap and cached) booted by systemd-nspawn
+// with systemd as PID 1, in the node's own network namespace, so the rest of
+// the lab sees the same node. Its root is read-only under a tmpfs overlay;
+// commands run in it through nsenter.
+//
 // Only one lab exists on a machine at a time: go test runs packages in
 // parallel processes, so Network and Start take an exclusive flock on
 // /run/l2lb-lab.lock and wait (bounded) for it. Every name carries a short run
@@ -34,6 +40,6 @@
 // by the next lab and by `make lab-clean`.
 //
 // Everything needs root and the tools ip, arping, ndisc6 and curl (plus etcd
-// for Start); without them the lab fails the test and says so, it never
+// for Start, and debootstrap and systemd-nspawn for Boot); without them the lab fails the test and says so, it never
 // skips.
 package lab

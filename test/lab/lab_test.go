@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -500,36 +499,15 @@ func bytesTail(b []byte) string {
 // as written, with the lab's admin kubeconfig, and uses its result from a
 // node namespace.
 func TestKubeconfigRecipe(t *testing.T) {
-	doc, err := repoFile("examples/kubeconfig.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(data), "```sh\n")
-	script, _, ok2 := strings.Cut(rest, "```\n")
-	if !ok || !ok2 || !strings.Contains(script, "create token") {
-		t.Fatalf("no ```sh block with the recipe in %s", doc)
-	}
-
 	l := Start(t, Options{Nodes: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	examples, _ := repoFile("examples")
-	if err := os.Symlink(examples, filepath.Join(dir, "examples")); err != nil {
+	kubeconfig, err := l.KubeconfigRecipe(ctx, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), "KUBECONFIG="+l.AdminKubeconfig, "PATH="+filepath.Dir(l.Kubectl)+":"+os.Getenv("PATH"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("recipe: %v\n%s", err, out)
-	}
 	n := l.Nodes[0]
-	n.Kubeconfig = filepath.Join(dir, "l2lbd.kubeconfig")
+	n.Kubeconfig = kubeconfig
 	if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:kube-system:l2lbd" {
 		t.Errorf("whoami with the recipe's kubeconfig = %q, %v", out, err)
 	}
