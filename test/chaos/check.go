@@ -96,11 +96,11 @@ func (c *checker) segments(ip netip.Addr, held []span) []segment {
 	return out
 }
 
-// answering reports whether node n's MAC answered for ip in the second
-// before t.
-func answering(log lab.ProbeLog, mac string, t time.Time) bool {
+// answering reports whether mac was answering for the address at t: it
+// answered within the resolution before t, or in the probe period after.
+func (c *checker) answering(log lab.ProbeLog, mac string, t time.Time) bool {
 	return slices.ContainsFunc(log.Replies, func(r lab.Run) bool {
-		return r.MAC == mac && !r.First.After(t.Add(50*time.Millisecond)) && !r.Last.Before(t.Add(-time.Second))
+		return r.MAC == mac && !r.First.After(t.Add(c.t.probe)) && !r.Last.Before(t.Add(-c.t.resolution()))
 	})
 }
 
@@ -127,7 +127,7 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 		}
 		for removed := prev.eligible &^ cur.eligible; removed != 0; removed &= removed - 1 {
 			n := bits.TrailingZeros64(removed)
-			if answering(log, c.facts.macs[n], at) {
+			if c.answering(log, c.facts.macs[n], at) {
 				gs = append(gs, grace{span{at, at.Add(c.t.takeover())},
 					fmt.Sprintf("its owner %s became ineligible (%s)", c.facts.nodes[n], c.why(n, at))})
 			}
