@@ -30,7 +30,8 @@ type grace struct {
 type stats struct {
 	longestGap, longestTwoMAC         time.Duration
 	longestGapWhere, longestTwoMACWhy string
-	gaps, twoMACs                     int // windows seen (over the resolution), excused or not
+	longestTwoMACAt                   violation // where to show it, though no violation
+	gaps, twoMACs                     int       // windows seen (over the resolution), excused or not
 }
 
 // checker checks invariants 1 and 2 for every address, after the run.
@@ -257,6 +258,7 @@ func (c *checker) checkTwoMACs(ip netip.Addr, log lab.ProbeLog) {
 			if w.dur() >= c.stats.longestTwoMAC {
 				c.stats.longestTwoMAC = w.dur()
 				c.stats.longestTwoMACWhy = fmt.Sprintf("%s at %s: %s answering, then %s", ip, clock(w.from), olderNode, newerNode)
+				c.stats.longestTwoMACAt = violation{at: w.from, end: w.to, ip: ip}
 			}
 			if w.dur() > c.t.twoMACs() {
 				c.violations = append(c.violations, violation{invariant: "1: one MAC per address", at: w.from, end: w.to, ip: ip,

@@ -35,6 +35,9 @@ func (r *reporter) summary() {
 		s.longestGap.Round(time.Millisecond), s.longestGapWhere, s.gaps, h.tm.resolution())
 	t.Logf("chaos: longest two-MAC window %v%s; %d windows (bound %v)",
 		s.longestTwoMAC.Round(time.Millisecond), prefixed(": ", s.longestTwoMACWhy), s.twoMACs, h.tm.twoMACs())
+	if s.twoMACs > 0 {
+		t.Logf("chaos: the longest two-MAC window, %s", r.timeline(s.longestTwoMACAt))
+	}
 	t.Logf("chaos: RSS after warm-up: %v", r.before)
 	t.Logf("chaos: RSS at the end:    %v", r.after)
 	elapsed := r.after.at.Sub(r.before.at).Seconds()
@@ -67,6 +70,12 @@ func (r *reporter) explain(v violation) {
 		return
 	}
 	r.explained++
+	h.t.Log(r.timeline(v))
+}
+
+// timeline tells what happened around v.
+func (r *reporter) timeline(v violation) string {
+	h := r.h
 	end := v.end
 	if end.IsZero() {
 		end = v.at
@@ -124,5 +133,5 @@ func (r *reporter) explain(v violation) {
 		}
 		fmt.Fprintf(&b, "  %s  %s\n", clock(e.at), e.text)
 	}
-	h.t.Log(b.String())
+	return b.String()
 }
