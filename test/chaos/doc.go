@@ -17,6 +17,25 @@
 // timeline: the faults, the daemons' decisions from their logs, and which
 // MAC answered when for the address concerned (report.go).
 //
+// What counts as a fault that removes an address's owner, so that the
+// address may go unanswered for a while (invariant 2): a node becomes
+// ineligible by the ground truth (facts.go: killed or terminated until
+// started again, stopped until continued, its service NIC without carrier
+// or down, cut off from the API, NotReady, excluded, or without a ready
+// endpoint of a Local Service sharing the address) while its MAC was the
+// one answering. Then peers must answer within leaseDuration + 1 s; if the
+// API server is down meanwhile, within afterAPI of its return. A node
+// becoming eligible where none was, an address newly given out, and a
+// hand-over its owner logs open such windows too (the last for a renew
+// interval). Everything else (another node's fault, an API outage alone, a
+// config edit, good or garbage, a Service changed elsewhere) must leave the
+// address answered, to within the resolution (timings.go).
+//
+// Two MACs may answer one address only right after a takeover, for at most
+// twoMACs; a node continued after SIGSTOP must not answer or announce,
+// while another answers, within a renew interval of resuming (it cannot
+// have won anything back by then).
+//
 // TestChaos is the short run of `make test` (fixed seeds, three nodes);
 // TestSoakChaos is the long one of `make soak` (random seed, five nodes,
 // $L2LB_SOAK long; $L2LB_CHAOS_SEED replays a seed).
