@@ -2,16 +2,12 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/mdlayher/packet"
-	"golang.org/x/sys/unix"
 )
 
 // Report is what a run sent and what came back.
@@ -72,10 +68,6 @@ func (r Report) Rate() float64 {
 // again in the same order.
 const hostilePool = 8192
 
-// maxBurst bounds the frames sent back to back between two looks at the
-// clock.
-const maxBurst = 1024
-
 // answerGrace is how long answers are awaited after the last request.
 const answerGrace = 300 * time.Millisecond
 
@@ -103,13 +95,16 @@ func (h Hostile) Run(ctx context.Context, kinds []Kind, rate int, d time.Duratio
 	var wg sync.WaitGroup
 	wg.Go(func() { rx.read(conn) })
 
-	if err := send(ctx, conn, frames, rate, d, &rep); err != nil {
-		return Report{}, err
-	}
+	ferr := flood(ctx, h.From, frames, rate, d, &rep)
 	rx.stop(time.Now())
-	time.Sleep(answerGrace)
+	if ferr == nil {
+		time.Sleep(answerGrace)
+	}
 	conn.SetReadDeadline(time.Now())
 	wg.Wait()
+	if ferr != nil {
+		return Report{}, ferr
+	}
 	rx.fill(&rep)
 	if st, err := conn.Stats(); err == nil {
 		rep.Dropped = int(st.Drops)
@@ -117,47 +112,18 @@ func (h Hostile) Run(ctx context.Context, kinds []Kind, rate int, d time.Duratio
 	return rep, nil
 }
 
-// send sends frames over and over at rate for d, or until ctx is done,
-// counting what went out in rep. Frames are written straight to the socket,
-// a burst per wake-up, without the Go poller in between: at 50,000 frames
-// a second the sender's own cost is what limits the flood.
-func send(ctx context.Context, conn *packet.Conn, frames []Frame, rate int, d time.Duration, rep *Report) error {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("hostile: %w", err)
+// merge adds the counts of frames sent in o to r.
+func (r *Report) merge(o Report) {
+	for k, n := range o.Sent {
+		r.Sent[k] += n
 	}
-	start, sent := time.Now(), 0
-	var werr error
-	for ctx.Err() == nil && werr == nil {
-		elapsed := time.Since(start)
-		if elapsed >= d {
-			break
-		}
-		// A sender that fell far behind catches up a bounded burst at a
-		// time, so the run still ends on time.
-		due := min(int(elapsed.Seconds()*float64(rate)), sent+maxBurst)
-		err := rc.Write(func(fd uintptr) bool {
-			for ; sent < due; sent++ {
-				f := frames[sent%len(frames)]
-				switch _, err := unix.Write(int(fd), f.Bytes); {
-				case err == unix.EAGAIN:
-					return false // wait until the socket has room
-				case err == unix.ENOBUFS:
-					rep.Refused++
-					continue
-				case err != nil:
-					werr = fmt.Errorf("hostile: send: %w", err)
-					return true
-				}
-				rep.count(f)
-			}
-			return true
-		})
-		werr = errors.Join(werr, err)
-		time.Sleep(200 * time.Microsecond)
+	for ip, n := range o.Asked {
+		r.Asked[ip] += n
 	}
-	rep.Elapsed = time.Since(start)
-	return werr
+	for c, n := range o.Forged {
+		r.Forged[c] += n
+	}
+	r.Refused += o.Refused
 }
 
 // count records a frame sent.
