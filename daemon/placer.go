@@ -73,7 +73,7 @@ type placer struct {
 
 	// Filled from other goroutines; the loop drains them.
 	wake         chan struct{}
-	conflicts    chan placement.Conflict
+	conflicts    *conflictSet
 	writes       *writeLog
 	linksChanged *atomic.Bool
 
@@ -87,6 +87,38 @@ type placer struct {
 	handover bool                  // the last plan: a live peer could take over
 }
 
+// conflictSet holds the conflicts netio reports until the loop takes them,
+// once per (address, MAC, interface): a peer taking over thousands of
+// addresses announces each several times, faster than the loop steps, and
+// a frozen node yields only on hearing it. Bounded all the same.
+type conflictSet struct {
+	mu      sync.Mutex
+	pending map[placement.Conflict]bool
+}
+
+const maxPendingConflicts = 1 << 16
+
+func (s *conflictSet) add(c placement.Conflict) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending[c] || len(s.pending) >= maxPendingConflicts {
+		return false
+	}
+	s.pending[c] = true
+	return true
+}
+
+func (s *conflictSet) take() []placement.Conflict {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) == 0 {
+		return nil
+	}
+	out := slices.Collect(maps.Keys(s.pending))
+	s.pending = map[placement.Conflict]bool{}
+	return out
+}
+
 // writeLog holds the heartbeat's renewals until the loop takes them.
 type writeLog struct {
 	mu     sync.Mutex
@@ -97,7 +129,7 @@ func newPlacer(p placer) *placer {
 	p.writes = &writeLog{}
 	p.linksChanged = new(atomic.Bool)
 	p.wake = make(chan struct{}, 1)
-	p.conflicts = make(chan placement.Conflict, 64)
+	p.conflicts = &conflictSet{pending: map[placement.Conflict]bool{}}
 	p.members = map[string]memberSeen{}
 	p.services = map[string]bool{}
 	p.nodes = map[string]bool{}
@@ -149,10 +181,8 @@ func (p *placer) onWrite(renew, sent time.Time) {
 
 // onConflict is netio's callback; it must not block.
 func (p *placer) onConflict(c netio.Conflict) {
-	select {
-	case p.conflicts <- placement.Conflict{IP: c.IP, MAC: c.MAC.String(), Interface: c.Interface}:
+	if p.conflicts.add(placement.Conflict{IP: c.IP, MAC: c.MAC.String(), Interface: c.Interface}) {
 		p.poke()
-	default:
 	}
 }
 
@@ -293,15 +323,7 @@ func (p *placer) observe(now time.Time) placement.Observation {
 	p.writes.mu.Lock()
 	o.Writes, p.writes.writes = p.writes.writes, nil
 	p.writes.mu.Unlock()
-	for {
-		select {
-		case c := <-p.conflicts:
-			o.Conflicts = append(o.Conflicts, c)
-			continue
-		default:
-		}
-		break
-	}
+	o.Conflicts = p.conflicts.take()
 	return o
 }
 
@@ -376,7 +398,7 @@ func (p *placer) apply(plan placement.Plan) {
 	if digest := p.cfg.Digest(); plan.PublishChanged || digest != p.digest {
 		m := plan.Publish
 		p.heartbeat.Set(kube.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
-			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: digest, Version: p.version})
+			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: digest, Version: p.version}, plan.PublishMayWait)
 		p.digest = digest
 	}
 	p.netio.AnswerUntil(plan.AnswerUntil)

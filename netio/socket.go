@@ -17,9 +17,9 @@ import (
 // costs every frame an epoll wake-up, a goroutine unpark and a scheduling
 // round before the handler runs, which measured as most of the reply
 // latency and capped the rate at half the goal (BENCHMARKS.md, netio). A
-// blocking socket read by a goroutine locked to its own thread is woken by
-// the kernel directly, reads every frame already queued with one
-// recvmmsg, and answers each with one write.
+// goroutine locked to its own thread, waiting in poll(2), is woken by the
+// kernel directly, reads every frame already queued with one recvmmsg, and
+// answers the batch with one sendmmsg.
 const (
 	// recvBatch is how many frames one recvmmsg may return. Under load
 	// it turns a system call per frame into one per batch.
@@ -83,7 +83,7 @@ var (
 // calls.
 //
 // Its descriptor is closed only once nothing uses it any more: a reader
-// blocked in recvmmsg keeps the number, and closing it under the reader
+// waiting in poll keeps the number, and closing it under the reader
 // would let the next socket opened anywhere in the process reuse the
 // number and be read by the wrong reader. Every operation holds a use for
 // its duration; Close marks the socket closed and wakes a waiting reader,
@@ -291,6 +291,12 @@ func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error 
 			m.hdr.SetControllen(oobLen)
 		}
 		s.flush()
+		if n < recvBatch {
+			// The queue was drained: wait for more right away
+			// rather than ask recvmmsg first (an isolated request
+			// then costs three system calls, not four).
+			s.wait()
+		}
 	}
 	return net.ErrClosed
 }

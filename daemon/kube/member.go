@@ -109,11 +109,12 @@ func (m Member) annotations() map[string]string {
 // Heartbeat keeps this node's member Lease renewed every renew interval,
 // carrying the latest Member given to Set. That is its only steady-state
 // write; a change of Member is written at once, except one that only adds
-// claims: that waits until a quarter of the renew interval after the
-// previous write. No peer's decision waits on a new claim, and a burst of
-// new addresses (a cold start with thousands of Services) would otherwise
-// rewrite the growing Lease back to back, loading the API server and every
-// peer's watch with it.
+// claims the caller says may wait (addresses no peer claims or offered):
+// that waits until a quarter of the renew interval after the previous
+// write. A burst of new addresses (a cold start with thousands of
+// Services) would otherwise rewrite the growing Lease back to back,
+// loading the API server and every peer's watch with it. A claim that may
+// not wait makes the next write immediate, even if later Sets may wait.
 //
 // The claims and the leader role in a Member hold only until the time given
 // to ValidUntil: a renewal after that, say by a process resuming from a
@@ -131,6 +132,7 @@ type Heartbeat struct {
 	onWrite func(renew, sent time.Time)
 
 	member     atomic.Pointer[Member]
+	urgent     atomic.Bool  // a Set since the last write may not wait
 	base       time.Time    // monotonic origin of validUntil
 	validUntil atomic.Int64 // nanoseconds after base; 0: no deadline yet
 	kick       chan struct{}
@@ -149,8 +151,12 @@ func NewHeartbeat(client *Client, namespace, node string, renew, duration time.D
 		log: log, base: time.Now(), kick: make(chan struct{}, 1)}
 }
 
-// Set publishes m with the next renewal, immediately if it changed.
-func (h *Heartbeat) Set(m Member) {
+// Set publishes m: immediately if it changed, unless it only adds claims
+// and mayWait, then within a quarter of the renew interval.
+func (h *Heartbeat) Set(m Member, mayWait bool) {
+	if !mayWait {
+		h.urgent.Store(true)
+	}
 	h.member.Store(&m)
 	select {
 	case h.kick <- struct{}{}:
@@ -192,6 +198,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			h.flush()
 			return nil
 		case <-tick.C:
 		case <-gathering:
@@ -200,7 +207,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			if ok && maps.Equal(m.annotations(), h.written) {
 				continue // nothing new to say before the next tick
 			}
-			if wait := time.Until(h.lastWrite.Add(h.renew / 4)); ok && wait > 0 && onlyAddsClaims(h.writtenMember, m) {
+			if wait := time.Until(h.lastWrite.Add(h.renew / 4)); ok && wait > 0 && !h.urgent.Load() && onlyAddsClaims(h.writtenMember, m) {
 				if gathering == nil {
 					gathering = time.After(wait)
 				}
@@ -212,7 +219,13 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			continue // nothing to publish yet
 		}
 		gathering = nil
+		// Taken before the write: a Set that may not wait, arriving
+		// while it is in flight, makes the next one immediate.
+		urgent := h.urgent.Swap(false)
 		if err := h.write(ctx, m); err != nil {
+			if urgent {
+				h.urgent.Store(true)
+			}
 			if err.Error() != lastErr {
 				h.log.Warn("cannot renew member Lease", "err", err)
 				lastErr = err.Error()
@@ -274,6 +287,22 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 		h.onWrite(out.Spec.RenewTime.Time, sent)
 	}
 	return nil
+}
+
+// flush writes what was Set and not yet written (claims held back, or a
+// change that came with the stop) when Run is stopped: a lone node keeps
+// its Lease across a restart, and its successor restores the claims from
+// it.
+func (h *Heartbeat) flush() {
+	m, ok := h.current()
+	if !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(h.duration, time.Second))
+	defer cancel()
+	if err := h.write(ctx, m); err != nil {
+		h.log.Warn("cannot write the last claims to the member Lease", "err", err)
+	}
 }
 
 // onlyAddsClaims reports whether next differs from written only by claims

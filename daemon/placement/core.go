@@ -128,6 +128,12 @@ type Plan struct {
 	// from the previous step's. Claims are valid until AnswerUntil.
 	Publish        Member
 	PublishChanged bool
+	// PublishMayWait: the claims this step added are of addresses no peer
+	// claims or offered to this node (new ones, a cold start's), so peers
+	// lose nothing if they are written a little later, together with
+	// others. A claim taken from a peer, or an offer taken, must be seen at
+	// once: the peer, or a node coming back from a freeze, decides by it.
+	PublishMayWait bool
 	// Lead: this node writes Service status (it leads IPAM with a fresh view).
 	Lead bool
 	// RefreshView: the informers lag behind working writes; replace them.
@@ -1021,9 +1027,13 @@ func (c *Core) PeerCanTakeOver() bool {
 func (c *Core) finish(s *step, stale bool) {
 	now := s.now
 	if s.next != nil && !maps.Equal(s.next, c.owned) {
+		s.plan.PublishMayWait = true
 		for ip, iface := range s.next {
 			if c.owned[ip] == iface {
 				continue
+			}
+			if c.contested(ip) {
+				s.plan.PublishMayWait = false
 			}
 			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(ip))
 			var svcs []ipam.Key
@@ -1088,6 +1098,16 @@ func (c *Core) wake(now time.Time) time.Duration {
 		wake = min(wake, c.handoverAt.Add(c.t.Lease).Sub(now))
 	}
 	return max(wake, time.Millisecond)
+}
+
+// contested reports whether a peer claims ip or offers it to this node.
+func (c *Core) contested(ip netip.Addr) bool {
+	for _, p := range c.peers {
+		if p.claims[ip] || (p.member.Handover == ip && p.member.HandoverTo == c.self) {
+			return true
+		}
+	}
+	return false
 }
 
 // takeoverReason says why this node takes ip over.

@@ -686,6 +686,62 @@ func TestCoreTransitions(t *testing.T) {
 			},
 			want: []string{},
 		},
+		// How soon new claims must be written: a new address's may wait
+		// for others (a cold start's burst), a peer's or an offer's not.
+		{
+			name: "publish: the claim of a new address may wait",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{})
+				s.fresh(lease("b"), lease("c"))
+				s.advance(100 * time.Millisecond)
+				return s.step(Observation{Services: []ServiceUpdate{svc("x", x)}})
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.PublishChanged || !p.PublishMayWait {
+					t.Errorf("changed %v, may wait %v: want a change that may wait", p.PublishChanged, p.PublishMayWait)
+				}
+			},
+		},
+		{
+			name: "publish: the claim of a silent peer's address is written at once",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				for range 10 { // b is silent until a takes z
+					s.advance(timings.Renew)
+					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+					if slices.Contains(s.answering(), z) {
+						return p
+					}
+				}
+				return s.plan
+			},
+			want: []string{z},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.PublishChanged || p.PublishMayWait {
+					t.Errorf("changed %v, may wait %v: want a change written at once", p.PublishChanged, p.PublishMayWait)
+				}
+			},
+		},
+		{
+			name: "publish: the claim of an offered address is written at once",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("y", y)}})
+				s.fresh(lease("b", y), lease("c"))
+				offer := lease("b")
+				offer.Member.Handover, offer.Member.HandoverTo = netip.MustParseAddr(y), "a"
+				s.advance(timings.Renew)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{offer, lease("c")})}))
+			},
+			want:      []string{y},
+			rebalance: true,
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.PublishChanged || p.PublishMayWait {
+					t.Errorf("changed %v, may wait %v: want a change written at once", p.PublishChanged, p.PublishMayWait)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
