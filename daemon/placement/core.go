@@ -179,6 +179,11 @@ type ConflictReport struct {
 const (
 	// conflictQuiet: the same address and MAC are reported once a minute.
 	conflictQuiet = time.Minute
+	// conflictMACs bounds the MACs reported per address per conflictQuiet;
+	// one more gets a summary line. Forged claims from a new MAC in every
+	// frame are then a few lines a minute, not one per frame, and the
+	// memory of what was reported stays bounded by the owned addresses.
+	conflictMACs = 3
 	// fairSlack is ε in the fair share ⌈(1+ε) · addresses / nodes⌉.
 	fairSlack = 0.1
 	// writesKept is how many recent renewals are remembered to recognise
@@ -239,7 +244,8 @@ type Core struct {
 	handoverAt time.Time
 	nextShed   time.Time
 
-	warned map[conflictKey]time.Time
+	warned     map[conflictKey]time.Time
+	warnedMACs map[netip.Addr]int // keys of warned per address
 }
 
 type peer struct {
@@ -272,20 +278,21 @@ type conflictKey struct {
 // NewCore returns the state of node self before its first step.
 func NewCore(self string, t Timings) *Core {
 	return &Core{
-		self:     self,
-		t:        t,
-		ownPools: map[string]bool{},
-		peers:    map[string]*peer{},
-		nodes:    map[string]nodeFacts{},
-		services: map[ipam.Key]*service{},
-		addrs:    map[netip.Addr]*address{},
-		owned:    map[netip.Addr]string{},
-		claims:   map[netip.Addr]bool{},
-		yielded:  map[netip.Addr]bool{},
-		owners:   map[netip.Addr]string{},
-		count:    map[string]int{},
-		frozen:   true,
-		warned:   map[conflictKey]time.Time{},
+		self:       self,
+		t:          t,
+		ownPools:   map[string]bool{},
+		peers:      map[string]*peer{},
+		nodes:      map[string]nodeFacts{},
+		services:   map[ipam.Key]*service{},
+		addrs:      map[netip.Addr]*address{},
+		owned:      map[netip.Addr]string{},
+		claims:     map[netip.Addr]bool{},
+		yielded:    map[netip.Addr]bool{},
+		owners:     map[netip.Addr]string{},
+		count:      map[string]int{},
+		frozen:     true,
+		warned:     map[conflictKey]time.Time{},
+		warnedMACs: map[netip.Addr]int{},
 	}
 }
 
@@ -356,6 +363,9 @@ func (c *Core) Step(o Observation) Plan {
 	c.recordWrites(o.Writes)
 	c.expirePeers(s)
 	c.checkHealth(s, o.Synced)
+	if len(o.Conflicts) > 0 {
+		c.forgetConflicts(o.Now)
+	}
 	for _, cf := range o.Conflicts {
 		c.conflict(s, cf)
 	}
@@ -703,21 +713,35 @@ func (c *Core) conflict(s *step, cf Conflict) {
 		}
 		return
 	}
-	for k, at := range c.warned {
-		if s.now.Sub(at) >= conflictQuiet {
-			delete(c.warned, k)
-		}
-	}
 	k := conflictKey{cf.IP, cf.MAC}
-	if _, ok := c.warned[k]; ok {
+	n := c.warnedMACs[cf.IP]
+	if _, ok := c.warned[k]; ok || n > conflictMACs {
 		return
 	}
 	c.warned[k] = s.now
+	c.warnedMACs[cf.IP]++
+	if n == conflictMACs {
+		s.note(slog.LevelWarn, "more hosts announce an address this node answers for; no more of them are reported for a minute",
+			"ip", cf.IP, "mac", cf.MAC, "interface", cf.Interface)
+		return
+	}
 	var svcs []ipam.Key
 	if a := c.addrs[cf.IP]; a != nil {
 		svcs = slices.Clone(a.services)
 	}
 	s.plan.Conflicts = append(s.plan.Conflicts, ConflictReport{Conflict: cf, Services: svcs})
+}
+
+// forgetConflicts forgets the reports older than conflictQuiet.
+func (c *Core) forgetConflicts(now time.Time) {
+	for k, at := range c.warned {
+		if now.Sub(at) >= conflictQuiet {
+			delete(c.warned, k)
+			if c.warnedMACs[k.ip]--; c.warnedMACs[k.ip] <= 0 {
+				delete(c.warnedMACs, k.ip)
+			}
+		}
+	}
 }
 
 // nodeList is every known node as placement sees it, this one included.

@@ -324,6 +324,39 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			name: "fresh: forged claims from a new MAC each: three reported, one summary, then quiet for a minute",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				forged := func(i int) Conflict {
+					return Conflict{IP: netip.MustParseAddr(x), MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Interface: "eth0"}
+				}
+				var cfs []Conflict
+				for i := range 1000 {
+					cfs = append(cfs, forged(i))
+				}
+				s.advance(timings.Renew)
+				p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")}), Conflicts: cfs}))
+				if len(p.Conflicts) != conflictMACs || !hasNote(p, "more hosts announce") {
+					t.Errorf("%d reports, notes %v: want %d and a summary", len(p.Conflicts), p.Notes, conflictMACs)
+				}
+				if len(s.c.warned) > conflictMACs+1 {
+					t.Errorf("remembers %d (address, MAC) pairs, want at most %d", len(s.c.warned), conflictMACs+1)
+				}
+				s.run(10*time.Second, lease("b"), lease("c"))
+				if p := s.step(s.renewed(Observation{Conflicts: []Conflict{forged(5000)}})); len(p.Conflicts) != 0 || hasNote(p, "more hosts") {
+					t.Errorf("10 s later: %v, %v; want nothing", p.Conflicts, p.Notes)
+				}
+				s.run(time.Minute, lease("b"), lease("c"))
+				p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")}), Conflicts: []Conflict{forged(6000)}}))
+				if len(p.Conflicts) != 1 {
+					t.Errorf("a minute later: %v, want the new MAC reported", p.Conflicts)
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
 			name: "pause: a late step drops every address and claim until a renewal sent after it comes back",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
