@@ -111,8 +111,9 @@ func (u unit) String() string {
 func waitUnit(t *testing.T, m *lab.Machine, timeout time.Duration, what string, cond func(unit) bool) unit {
 	t.Helper()
 	var last unit
+	done := false
 	defer func() {
-		if t.Failed() {
+		if !done { // waitFor failed t
 			t.Logf("%s: l2lbd.service last seen %v", m.Name, last)
 		}
 	}()
@@ -124,6 +125,7 @@ func waitUnit(t *testing.T, m *lab.Machine, timeout time.Duration, what string, 
 		last = u
 		return cond(u)
 	})
+	done = true
 	return last
 }
 

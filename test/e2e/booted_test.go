@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ func TestBootedNodes(t *testing.T) {
 	l := lab.Start(t, lab.Options{Nodes: 2})
 	m0, m1 := l.Boot(t, l.Nodes[0]), l.Boot(t, l.Nodes[1])
 	machines := []*lab.Machine{m0, m1}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	kubeconfig, err := l.KubeconfigRecipe(ctx, t.TempDir())
 	if err != nil {
@@ -60,7 +61,7 @@ func TestBootedNodes(t *testing.T) {
 		shareData(t, m, "pools2.yaml", []byte(operatorPools2))
 		shareData(t, m, "broken.yaml", []byte(brokenPools))
 	}
-	deb1In, deb2In := lab.SharePath+"/"+baseName(deb1), lab.SharePath+"/"+baseName(deb2)
+	deb1In, deb2In := lab.SharePath+"/"+filepath.Base(deb1), lab.SharePath+"/"+filepath.Base(deb2)
 	step := stepper(t)
 
 	step("install on a fresh node, then configure and enable it")
@@ -136,11 +137,12 @@ func TestBootedNodes(t *testing.T) {
 
 	step("upgrade to a newer build, unattended as the README says: the daemon restarts on it, the address stays answered, the config stays")
 	pid = mainPID(t, owner)
+	conf := sh(t, owner, 10*time.Second, "cat /etc/l2lb/l2lbd.yaml")
 	upAt := time.Now()
 	sh(t, owner, 2*time.Minute, strings.ReplaceAll(readmeUnattendedInstall(t), "./l2lb_*.deb", deb2In)+" </dev/null")
 	upDone := time.Now()
-	if got := sh(t, owner, 10*time.Second, "cat /etc/l2lb/l2lbd.yaml"); got != operatorPools2 {
-		t.Errorf("%s: the upgrade changed /etc/l2lb/l2lbd.yaml to %q", owner.Name, got)
+	if got := sh(t, owner, 10*time.Second, "cat /etc/l2lb/l2lbd.yaml"); got != conf {
+		t.Errorf("%s: the upgrade changed /etc/l2lb/l2lbd.yaml from %q to %q", owner.Name, conf, got)
 	}
 	if got := sh(t, owner, 10*time.Second, "dpkg-query -W -f '${Version}' l2lb; echo; l2lbd version"); !strings.HasPrefix(got, newer+"-1\n") || !strings.Contains(got, newer) {
 		t.Fatalf("%s after upgrade: dpkg-query and l2lbd version say %q, want %s", owner.Name, got, newer)
@@ -238,8 +240,6 @@ func stepper(t *testing.T) func(string) {
 		t.Logf("step: %s", name)
 	}
 }
-
-func baseName(path string) string { return path[strings.LastIndexByte(path, '/')+1:] }
 
 // checkRunning: systemctl status says active (running), and READY came
 // (for Type=notify, systemd leaves activating only then).
