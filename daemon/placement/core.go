@@ -801,13 +801,16 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 	}
 	s.plan.Redecided = len(s.dirty)
 	for ip := range s.dirty {
-		owner := ""
+		owner, offered := "", false
 		if a, ok := c.addrs[ip]; ok {
 			addr := c.address(ip, a)
-			owner = Owner(nodes, &addr)
+			owner, offered = Owner(nodes, &addr), addr.OfferedTo == c.self
 		}
 		c.setOwner(ip, owner)
-		iface, want := c.want(s, ip, owner, settling)
+		// Settling holds back new addresses until the view has every
+		// peer's claims; an address a live peer offers to this node, and
+		// no longer answers for, is safe to take at once.
+		iface, want := c.want(s, ip, owner, settling && !offered)
 		_, have := s.owned(c)[ip]
 		switch {
 		case want && (!have || s.owned(c)[ip] != iface):

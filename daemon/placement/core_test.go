@@ -758,6 +758,22 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "settling: an address offered to this node is taken at once (found by the chaos run, seed 1)",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("y", y)}})
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", y), lease("c")})}))
+				if !s.plan.Healthy || !s.c.settling {
+					t.Fatalf("healthy %v, settling %v: want a node that has just turned fresh", s.plan.Healthy, s.c.settling)
+				}
+				offer := lease("b")
+				offer.Member.Handover, offer.Member.HandoverTo = netip.MustParseAddr(y), "a"
+				s.advance(100 * time.Millisecond)
+				return s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{offer, lease("c")})})
+			},
+			want:      []string{y},
+			rebalance: true,
+		},
+		{
 			name: "publish: the claim of an offered address is written at once",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("y", y)}})
