@@ -38,6 +38,7 @@ type lifecycle struct {
 	ready     atomic.Bool
 	leader    atomic.Bool
 	frozen    atomic.Bool
+	wasFresh  atomic.Bool // the view has been fresh since the start
 	answering atomic.Int64
 	pools     atomic.Int64
 	config    atomic.Pointer[string] // the config part of the status line
@@ -65,15 +66,18 @@ func (l *lifecycle) setConfig(cfg *config.Config, s string) {
 
 // statusFacts are what the STATUS line reports.
 type statusFacts struct {
-	Config    string // config ok, or the refused edit
-	Pools     int
-	Frozen    bool // the view of the cluster is stale
+	Config string // config ok, or the refused edit
+	Pools  int
+	Frozen bool // the view of the cluster is stale
+	// Starting: it has not been fresh since the start. A frozen view then
+	// is no fault: the first renewal has not come back yet.
+	Starting  bool
 	Leader    bool
 	Answering int
 }
 
 func (l *lifecycle) facts() statusFacts {
-	f := statusFacts{Leader: l.leader.Load(), Frozen: l.frozen.Load(), Answering: int(l.answering.Load()), Pools: int(l.pools.Load())}
+	f := statusFacts{Leader: l.leader.Load(), Frozen: l.frozen.Load(), Starting: !l.wasFresh.Load(), Answering: int(l.answering.Load()), Pools: int(l.pools.Load())}
 	if c := l.config.Load(); c != nil {
 		f.Config = *c
 	}
@@ -86,7 +90,10 @@ func statusLine(f statusFacts) string {
 	if f.Pools == 0 {
 		parts = append(parts, "no pools configured: serving no address")
 	}
-	if f.Frozen {
+	switch {
+	case f.Frozen && f.Starting:
+		parts = append(parts, "starting: waiting for its first Lease renewal to come back")
+	case f.Frozen:
 		parts = append(parts, "frozen (view of the cluster stale): keeping its addresses, taking none over")
 	}
 	if f.Leader {
@@ -188,6 +195,9 @@ func (l *lifecycle) decided(n int, frozen bool) {
 	l.loopAt.Store(time.Now().UnixNano())
 	l.answering.Store(int64(n))
 	l.frozen.Store(frozen)
+	if !frozen {
+		l.wasFresh.Store(true)
+	}
 	l.serving()
 	l.report()
 }

@@ -40,6 +40,10 @@ func TestStatusLine(t *testing.T) {
 			"config ok (digest d); no pools configured: serving no address; IPAM leader; answering for 0 IPs here"},
 		{"frozen", statusFacts{Config: "config ok (digest d)", Pools: 1, Frozen: true, Answering: 2},
 			"config ok (digest d); frozen (view of the cluster stale): keeping its addresses, taking none over; not the IPAM leader; answering for 2 IPs here"},
+		{"starting", statusFacts{Config: "config ok (digest d)", Pools: 1, Frozen: true, Starting: true},
+			"config ok (digest d); starting: waiting for its first Lease renewal to come back; not the IPAM leader; answering for 0 IPs here"},
+		{"fresh since the start", statusFacts{Config: "config ok (digest d)", Pools: 1, Starting: true},
+			"config ok (digest d); not the IPAM leader; answering for 0 IPs here"},
 		{"refused", statusFacts{Config: "config edit refused, running digest d: f.yaml:1:1: bad", Pools: 1},
 			"config edit refused, running digest d: f.yaml:1:1: bad; not the IPAM leader; answering for 0 IPs here"},
 	} {
@@ -65,8 +69,10 @@ func TestStatusFollowsChanges(t *testing.T) {
 		want []string
 	}{
 		{"leader before ready: nothing yet", func() { l.setLeader(true) }, nil},
-		{"first decision: READY with the leadership", func() { l.decided(0, false) },
-			[]string{"READY config ok (digest a); IPAM leader" + tail}},
+		{"first decision, its first renewal not back yet: READY, starting", func() { l.decided(0, true) },
+			[]string{"READY config ok (digest a); starting: waiting for its first Lease renewal to come back; IPAM leader" + tail}},
+		{"fresh", func() { l.decided(0, false) },
+			[]string{"STATUS config ok (digest a); IPAM leader" + tail}},
 		{"same decision again: nothing", func() { l.decided(0, false) }, nil},
 		{"leadership lost", func() { l.setLeader(false) },
 			[]string{"STATUS config ok (digest a); not the IPAM leader" + tail}},
