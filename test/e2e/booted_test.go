@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -153,8 +154,12 @@ func TestBootedNodes(t *testing.T) {
 	}
 	wantJournal(t, owner, "6", `msg="l2lbd starting"`, "version="+newer)
 	waitFor(t, 10*time.Second, "member Lease of "+owner.Name+" at version "+newer, func(ctx context.Context) bool {
-		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+owner.Name, metav1.GetOptions{})
-		return err == nil && lease.Annotations["l2lb.dev/version"] == newer
+		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		_, m, ok := kube.ParseMember(lease)
+		return ok && m.Version == newer
 	})
 	time.Sleep(200 * time.Millisecond) // answers after the restart are recorded
 	if gap := longestSilence(prober.Log(ip), upAt, upDone); gap > 1500*time.Millisecond {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/l2lb/l2lb/daemon/ipam"
+	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -90,7 +91,7 @@ func ipamLeader(t testing.TB, l *lab.Lab) string {
 		var claimants []string
 		for _, lease := range list.Items {
 			live := lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < 3*time.Second
-			if node, ok := strings.CutPrefix(lease.Name, "l2lbd-"); ok && live && lease.Annotations["l2lb.dev/ipam-leader"] == "true" {
+			if node, m, ok := kube.ParseMember(&lease); ok && live && m.Leader {
 				claimants = append(claimants, node)
 			}
 		}

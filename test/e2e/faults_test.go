@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -228,15 +229,11 @@ func countMoves(t testing.TB, l *lab.Lab) (*int, func()) {
 				continue
 			}
 			for _, lease := range list.Items {
-				node, ok := strings.CutPrefix(lease.Name, "l2lbd-")
+				node, m, ok := kube.ParseMember(&lease)
 				if !ok {
 					continue
 				}
-				for _, s := range strings.Split(lease.Annotations["l2lb.dev/claims"], ",") {
-					ip, err := netip.ParseAddr(s)
-					if err != nil {
-						continue
-					}
+				for _, ip := range m.Claims {
 					if prev, ok := last[ip]; ok && prev != node {
 						*moves++
 					}
@@ -267,12 +264,12 @@ func TestLoneNodeRestart(t *testing.T) {
 	if err := d.proc.Wait(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctxBg, "l2lbd-"+d.node.Name, metav1.GetOptions{})
+	lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctxBg, kube.MemberLeasePrefix+d.node.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the lone node's Lease after a graceful stop: %v", err)
 	}
-	if !strings.Contains(lease.Annotations["l2lb.dev/claims"], ip.String()) {
-		t.Errorf("the kept Lease claims %q, want %s", lease.Annotations["l2lb.dev/claims"], ip)
+	if _, m, _ := kube.ParseMember(lease); !slices.Contains(m.Claims, ip) {
+		t.Errorf("the kept Lease claims %v, want %s", m.Claims, ip)
 	}
 	stoppedAt := time.Now()
 	p.watch(ip)

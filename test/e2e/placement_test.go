@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/l2lb/l2lb/daemon/kube"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -267,17 +268,15 @@ func claims(t testing.TB, l *lab.Lab) map[netip.Addr]string {
 	}
 	out := map[netip.Addr]string{}
 	for _, lease := range list.Items {
-		node, ok := strings.CutPrefix(lease.Name, "l2lbd-")
+		node, m, ok := kube.ParseMember(&lease)
 		if !ok {
 			continue
 		}
-		for _, s := range strings.Split(lease.Annotations["l2lb.dev/claims"], ",") {
-			if ip, err := netip.ParseAddr(s); err == nil {
-				if other, dup := out[ip]; dup {
-					t.Fatalf("%s claimed by %s and %s", ip, other, node)
-				}
-				out[ip] = node
+		for _, ip := range m.Claims {
+			if other, dup := out[ip]; dup {
+				t.Fatalf("%s claimed by %s and %s", ip, other, node)
 			}
+			out[ip] = node
 		}
 	}
 	return out
