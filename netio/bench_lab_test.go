@@ -240,15 +240,6 @@ func (p *probe) rate(t *testing.T, req []byte, target netip.Addr, perSecond int,
 	return sent, int(got.Load())
 }
 
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(float64(len(s))*p))]
-}
-
 // cpuTime is the user+system time of a process.
 func cpuTime(t *testing.T, pid int) time.Duration {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -318,7 +309,7 @@ func TestBenchLatencyAndRate(t *testing.T) {
 		}{{"l2lb", fam.svc}, {"kernel", fam.kern}} {
 			d := lat[who.ip]
 			fmt.Printf("%s latency %-6s n=%d lost=%d p50=%v p99=%v\n", fam.name, who.label, len(d), lost[who.ip],
-				percentile(d, 0.50).Round(100*time.Nanosecond), percentile(d, 0.99).Round(100*time.Nanosecond))
+				lab.Percentile(d, 0.50).Round(100*time.Nanosecond), lab.Percentile(d, 0.99).Round(100*time.Nanosecond))
 		}
 		for _, rate := range benchRates() {
 			for _, who := range []struct {

@@ -88,16 +88,14 @@ func (p *prober) firstReplyAfter(b testing.TB, not string, timeout time.Duration
 	return lab.Run{}
 }
 
-func percentiles(d []time.Duration) (p50, p99 time.Duration) {
-	d = slices.Clone(d)
-	slices.Sort(d)
-	return d[len(d)/2], d[min(len(d)-1, len(d)*99/100)]
-}
-
+// reportMS reports the median and p99 of d in milliseconds, as name-p50-ms
+// and name-p99-ms (p50-ms and p99-ms without a name).
 func reportMS(b *testing.B, d []time.Duration, name string) {
-	p50, p99 := percentiles(d)
-	b.ReportMetric(float64(p50.Microseconds())/1000, name+"-p50-ms")
-	b.ReportMetric(float64(p99.Microseconds())/1000, name+"-p99-ms")
+	if name != "" {
+		name += "-"
+	}
+	b.ReportMetric(float64(lab.Percentile(d, 0.50).Microseconds())/1000, name+"p50-ms")
+	b.ReportMetric(float64(lab.Percentile(d, 0.99).Microseconds())/1000, name+"p99-ms")
 }
 
 // BenchmarkCreateToARP: from creating a Service (asking for a known

@@ -57,7 +57,7 @@ func BenchmarkCreateToStatus(b *testing.B) {
 			lat = append(lat, time.Since(start))
 		}
 		w.Stop()
-		reportPercentiles(b, lat)
+		reportMS(b, lat, "")
 	}
 }
 
@@ -77,12 +77,6 @@ func waitStatus(b *testing.B, w watch.Interface, name string) {
 			b.Fatalf("%s got no status within 20s", name)
 		}
 	}
-}
-
-func reportPercentiles(b *testing.B, lat []time.Duration) {
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
 
 // BenchmarkColdStart5000: 5,000 Services exist before any daemon runs; time
