@@ -374,7 +374,7 @@ func TestBenchTenThousand(t *testing.T) {
 	start := time.Now()
 	a.SetDesired(first)
 	setTime := time.Since(start)
-	eventually(t, 30*time.Second, "10,000 announcements", func() bool { return total() >= 10000 })
+	lab.WaitFor(t, 30*time.Second, "10,000 announcements", func(context.Context) bool { return total() >= 10000 })
 	settled := time.Since(start)
 	runtime.GC()
 	var after runtime.MemStats
@@ -383,7 +383,7 @@ func TestBenchTenThousand(t *testing.T) {
 	start = time.Now()
 	a.SetDesired(second)
 	replaceTime := time.Since(start)
-	eventually(t, 30*time.Second, "5,000 more announcements", func() bool { return total() >= 15000 })
+	lab.WaitFor(t, 30*time.Second, "5,000 more announcements", func(context.Context) bool { return total() >= 15000 })
 	replaced := time.Since(start)
 
 	fmt.Printf("10k IPs: heap in use +%.1f MiB; SetDesired %v, announced all in %v; replacing half: SetDesired %v, announced new in %v\n",

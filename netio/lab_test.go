@@ -50,23 +50,11 @@ func runIn(t *testing.T, ns *lab.NS, opts Options) *Announcer {
 	return a
 }
 
-// eventually polls cond every 50ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // announced waits until a has sent at least n announcements of each family
 // on eth0, which it does right after opening its sockets.
 func announced(t *testing.T, a *Announcer, n uint64) {
 	t.Helper()
-	eventually(t, 5*time.Second, "announcements on eth0", func() bool {
+	lab.WaitFor(t, 5*time.Second, "announcements on eth0", func(context.Context) bool {
 		s := a.Stats()["eth0"]
 		return s.IPv4.Announcements >= n && s.IPv6.Announcements >= n
 	})
@@ -163,7 +151,7 @@ func TestLabNUDKeepsIPv6Reachable(t *testing.T) {
 	}
 	a := runIn(t, node, Options{AnnounceCount: 1})
 	a.SetDesired(map[netip.Addr]string{svc6: "eth0"})
-	eventually(t, 5*time.Second, "an announcement", func() bool { return a.Stats()["eth0"].IPv6.Announcements > 0 })
+	lab.WaitFor(t, 5*time.Second, "an announcement", func(context.Context) bool { return a.Stats()["eth0"].IPv6.Announcements > 0 })
 
 	if err := ping(ctxFor(t, 5*time.Second), client, svc6); err != nil {
 		t.Fatalf("ping %v: %v", svc6, err)
@@ -233,7 +221,7 @@ func TestLabHandover(t *testing.T) {
 	a0.SetDesired(nil) // the daemon yields
 
 	for _, ip := range []netip.Addr{svc4, svc6} {
-		eventually(t, 3*time.Second, "client entry for "+ip.String()+" to move to n1", func() bool {
+		lab.WaitFor(t, 3*time.Second, "client entry for "+ip.String()+" to move to n1", func(context.Context) bool {
 			mac, _, err := client.Neigh(ctxFor(t, 2*time.Second), ip)
 			return err == nil && sameMAC(mac, n1.MAC)
 		})
@@ -279,11 +267,11 @@ func TestLabLinkRecovery(t *testing.T) {
 
 	resolves := func(t *testing.T, step string) {
 		t.Helper()
-		eventually(t, 5*time.Second, "arping after "+step, func() bool {
+		lab.WaitFor(t, 5*time.Second, "arping after "+step, func(context.Context) bool {
 			mac, err := client.ARPResolve(ctxFor(t, 1500*time.Millisecond), svc4)
 			return err == nil && sameMAC(mac, node.MAC)
 		})
-		eventually(t, 5*time.Second, "ndisc6 after "+step, func() bool {
+		lab.WaitFor(t, 5*time.Second, "ndisc6 after "+step, func(context.Context) bool {
 			mac, err := client.NDPResolve(ctxFor(t, 1500*time.Millisecond), svc6)
 			return err == nil && sameMAC(mac, node.MAC)
 		})

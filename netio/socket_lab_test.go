@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -163,7 +164,7 @@ func TestLabStaleRequests(t *testing.T) {
 					t.Error("serve still running 5s after Close")
 				}
 			}()
-			eventually(t, 2*time.Second, "the queued requests to be read", func() bool { return stats.requests.Load() == queued })
+			lab.WaitFor(t, 2*time.Second, "the queued requests to be read", func(context.Context) bool { return stats.requests.Load() == queued })
 			read(1, 300*time.Millisecond)
 			if got := stats.snapshot(); got.Stale != queued || got.Replies != 0 || answers != 0 {
 				t.Errorf("after the pause: counters %+v and %d answers on the wire, want %d stale and no reply", got, answers, queued)

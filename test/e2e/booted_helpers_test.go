@@ -117,7 +117,7 @@ func waitUnit(t *testing.T, m *lab.Machine, timeout time.Duration, what string, 
 			t.Logf("%s: l2lbd.service last seen %v", m.Name, last)
 		}
 	}()
-	waitFor(t, timeout, m.Name+": "+what, func(ctx context.Context) bool {
+	lab.WaitFor(t, timeout, m.Name+": "+what, func(ctx context.Context) bool {
 		u, err := showUnit(ctx, m)
 		if err != nil {
 			return false

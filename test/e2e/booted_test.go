@@ -153,7 +153,7 @@ func TestBootedNodes(t *testing.T) {
 		t.Fatalf("%s: the upgrade did not restart the daemon (pid %d)", owner.Name, pid)
 	}
 	wantJournal(t, owner, "6", `msg="l2lbd starting"`, "version="+newer)
-	waitFor(t, 10*time.Second, "member Lease of "+owner.Name+" at version "+newer, func(ctx context.Context) bool {
+	lab.WaitFor(t, 10*time.Second, "member Lease of "+owner.Name+" at version "+newer, func(ctx context.Context) bool {
 		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -311,7 +311,7 @@ func mainPID(t *testing.T, m *lab.Machine) int {
 func wantJournal(t *testing.T, m *lab.Machine, priority string, parts ...string) {
 	t.Helper()
 	var found []journalEntry
-	waitFor(t, 5*time.Second, fmt.Sprintf("%s: journal line with %q", m.Name, parts), func(context.Context) bool {
+	lab.WaitFor(t, 5*time.Second, fmt.Sprintf("%s: journal line with %q", m.Name, parts), func(context.Context) bool {
 		found = findJournal(journal(t, m), parts...)
 		return len(found) > 0
 	})
@@ -331,7 +331,7 @@ func answerer(t *testing.T, l *lab.Lab, machines []*lab.Machine, ip netip.Addr, 
 	if want != nil {
 		what += " from " + want.Name
 	}
-	waitFor(t, 15*time.Second, what, func(ctx context.Context) bool {
+	lab.WaitFor(t, 15*time.Second, what, func(ctx context.Context) bool {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		mac, err := l.Net.Client.ARPResolve(ctx, ip)
@@ -363,7 +363,7 @@ func other(machines []*lab.Machine, m *lab.Machine) *lab.Machine {
 func waitTakeover(t *testing.T, p *lab.Prober, ip netip.Addr, from, to *lab.Machine, since time.Time) time.Duration {
 	t.Helper()
 	var took time.Duration
-	waitFor(t, 10*time.Second, to.Name+" answering for "+ip.String(), func(context.Context) bool {
+	lab.WaitFor(t, 10*time.Second, to.Name+" answering for "+ip.String(), func(context.Context) bool {
 		var lastFrom, firstTo time.Time
 		for _, r := range p.Log(ip).Replies {
 			switch r.MAC {

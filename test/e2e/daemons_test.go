@@ -83,7 +83,7 @@ func (d *daemon) start(t testing.TB) {
 func ipamLeader(t testing.TB, l *lab.Lab) string {
 	t.Helper()
 	var leader string
-	waitFor(t, 20*time.Second, "one IPAM leader", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "one IPAM leader", func(ctx context.Context) bool {
 		list, err := l.Client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false
@@ -104,23 +104,6 @@ func ipamLeader(t testing.TB, l *lab.Lab) string {
 	return leader
 }
 
-// waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		if cond(ctx) {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
 // ingress returns the addresses in the Service's status.
 func ingress(ctx context.Context, l *lab.Lab, ns, name string) ([]netip.Addr, error) {
 	svc, err := l.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
@@ -134,7 +117,7 @@ func ingress(ctx context.Context, l *lab.Lab, ns, name string) ([]netip.Addr, er
 func waitIngress(t testing.TB, l *lab.Lab, ns, name string, n int) []netip.Addr {
 	t.Helper()
 	var ips []netip.Addr
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d status address(es) on %s/%s", n, ns, name), func(ctx context.Context) bool {
+	lab.WaitFor(t, 30*time.Second, fmt.Sprintf("%d status address(es) on %s/%s", n, ns, name), func(ctx context.Context) bool {
 		got, err := ingress(ctx, l, ns, name)
 		ips = got
 		return err == nil && len(got) == n
@@ -161,7 +144,7 @@ func events(ctx context.Context, l *lab.Lab, ns, name string) []string {
 // waitEvent waits for an Event on the Service containing want.
 func waitEvent(t testing.TB, l *lab.Lab, ns, name, want string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, fmt.Sprintf("an Event %q on %s/%s", want, ns, name), func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, fmt.Sprintf("an Event %q on %s/%s", want, ns, name), func(ctx context.Context) bool {
 		return slices.ContainsFunc(events(ctx, l, ns, name), func(e string) bool { return strings.Contains(e, want) })
 	})
 }

@@ -107,7 +107,7 @@ func TestCarrierLoss(t *testing.T) {
 	taken := p.firstReplyAfter(t, oldMAC, 10*time.Second)
 	newOwner := nodeByMAC(l, taken.MAC)
 	t.Logf("carrier lost on %s; %s answered %v later", o.Name, newOwner.Name, taken.First.Sub(lost).Round(time.Millisecond))
-	waitFor(t, 5*time.Second, "the claim to leave the node without carrier", func(context.Context) bool {
+	lab.WaitFor(t, 5*time.Second, "the claim to leave the node without carrier", func(context.Context) bool {
 		return claims(t, l)[ip] == newOwner.Name
 	})
 
@@ -129,7 +129,7 @@ func TestCarrierLoss(t *testing.T) {
 // time to see its own first renewal come back.
 func waitMembers(t testing.TB, l *lab.Lab) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
 		for _, n := range l.Nodes {
 			if _, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
 				return false
@@ -178,7 +178,7 @@ func TestRollingRestart(t *testing.T) {
 			t.Fatalf("%s: %v", d.node.Name, err)
 		}
 		d.start(t)
-		waitFor(t, 20*time.Second, d.node.Name+" back", func(ctx context.Context) bool {
+		lab.WaitFor(t, 20*time.Second, d.node.Name+" back", func(ctx context.Context) bool {
 			lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+d.node.Name, metav1.GetOptions{})
 			return err == nil && lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < time.Second
 		})

@@ -104,7 +104,7 @@ func checkConflictEvents(t *testing.T, l *lab.Lab, owners map[netip.Addr]string,
 		want[services[c.IP]+": "+fmt.Sprintf("Another host (%s) announces %s on eth0 of node %s", c.MAC, c.IP, owners[c.IP])] = true
 	}
 	var got map[string]int32
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d IPConflict Events", len(want)), func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, fmt.Sprintf("%d IPConflict Events", len(want)), func(ctx context.Context) bool {
 		list, err := l.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{
 			FieldSelector: fields.OneTermEqualSelector("reason", "IPConflict").String(),
 		})

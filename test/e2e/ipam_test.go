@@ -186,7 +186,7 @@ func ingressOf(svc *corev1.Service) []netip.Addr {
 func waitAllAssigned(t testing.TB, l *lab.Lab, n int) map[string][]netip.Addr {
 	t.Helper()
 	var got map[string][]netip.Addr
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d Services with an address", n), func(context.Context) bool {
+	lab.WaitFor(t, 60*time.Second, fmt.Sprintf("%d Services with an address", n), func(context.Context) bool {
 		got = assignments(t, l)
 		done := 0
 		for _, v := range got {
@@ -245,7 +245,7 @@ func TestConfigEditReallocates(t *testing.T) {
 	for _, d := range ds {
 		os.WriteFile(d.config, []byte(strings.Replace(mustRead(t, d.config), defaultPools, edited, 1)), 0o644)
 	}
-	waitFor(t, 20*time.Second, "the Service to move to 198.51.100.230", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "the Service to move to 198.51.100.230", func(ctx context.Context) bool {
 		got, err := ingress(ctx, l, "default", "moving")
 		return err == nil && len(got) == 1 && got[0] == netip.MustParseAddr("198.51.100.230")
 	})
@@ -285,7 +285,7 @@ func TestCutOffLeader(t *testing.T) {
 	}
 
 	l.Restore(cut)
-	waitFor(t, 20*time.Second, "the returning node's Lease renewed", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "the returning node's Lease renewed", func(ctx context.Context) bool {
 		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+cut.Name, metav1.GetOptions{})
 		return err == nil && lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < time.Second
 	})

@@ -99,7 +99,7 @@ func placementLab(t *testing.T, nodes int, extra string) (*lab.Lab, []*daemon) {
 	ds := startDaemons(t, l, defaultPools, extra)
 	// Addresses placed before every node has joined all go to the nodes
 	// present (and stay, by design); tests want the full cluster.
-	waitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
 		for _, n := range l.Nodes {
 			if _, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
 				return false
@@ -324,7 +324,7 @@ func TestSpreadAndStability(t *testing.T) {
 	l.ServeHTTP(n3)
 	d3 := &daemon{node: n3, config: writeConfig(t, n3, defaultPools, "")}
 	d3.start(t)
-	waitFor(t, 20*time.Second, "node-3's member Lease", func(ctx context.Context) bool {
+	lab.WaitFor(t, 20*time.Second, "node-3's member Lease", func(ctx context.Context) bool {
 		_, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n3.Name, metav1.GetOptions{})
 		return err == nil
 	})
