@@ -202,15 +202,8 @@ func steadyState(b *testing.B, nodes, n, windows int) {
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: nodes})
 		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
-		var wg sync.WaitGroup
-		for w := range 10 {
-			wg.Go(func() {
-				for i := w; i < n; i += 10 {
-					l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%04d", i), lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
-				}
-			})
-		}
-		wg.Wait()
+		l.CreateLBServices(ctxBg, "default", n, 10, func(i int) string { return fmt.Sprintf("s%04d", i) },
+			lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
 		waitClaims(b, l, n)
 		// The Events of the creation burst drain at the client's rate limit;
 		// steady state starts once a 5 s window has no write but renewals.

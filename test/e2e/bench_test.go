@@ -98,16 +98,8 @@ func BenchmarkColdStart5000(b *testing.B) {
 	const n = 5000
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
-		var wg sync.WaitGroup
-		for w := range 20 {
-			wg.Go(func() {
-				for i := w; i < n; i += 20 {
-					l.CreateLBService(ctxBg, "default", fmt.Sprintf("svc-%04d", i),
-						lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
-				}
-			})
-		}
-		wg.Wait()
+		l.CreateLBServices(ctxBg, "default", n, 20, func(i int) string { return fmt.Sprintf("svc-%04d", i) },
+			lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
 		reference := statusWritesAlone(b, l, n)
 		b.ReportMetric(reference.Seconds(), "s-reference")
 		// Not l.Client: its request timeout would end the watch.

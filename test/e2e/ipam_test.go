@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -124,16 +123,8 @@ func TestRestartKeepsAssignments(t *testing.T) {
 	pools := "pools:\n  - name: big\n    addresses: [198.51.100.200-198.51.100.250, \"2001:db8:100::1000/116\"]\n"
 	ds := startDaemons(t, l, pools, "")
 	const n = 300
-	var wg sync.WaitGroup
-	for w := range 10 { // create in parallel, as a deploy tool would
-		wg.Go(func() {
-			for i := w; i < n; i += 10 {
-				l.CreateLBService(ctxBg, "default", fmt.Sprintf("svc-%03d", i),
-					lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
-			}
-		})
-	}
-	wg.Wait()
+	l.CreateLBServices(ctxBg, "default", n, 10, func(i int) string { return fmt.Sprintf("svc-%03d", i) },
+		lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
 	before := waitAllAssigned(t, l, n)
 
 	for _, d := range ds {

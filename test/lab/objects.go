@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,6 +76,34 @@ func WithPorts(ports ...corev1.ServicePort) ServiceOption {
 // endpoints are what SetEndpoints says. The namespace is created if needed.
 func (l *Lab) CreateLBService(ctx context.Context, namespace, name string, opts ...ServiceOption) *corev1.Service {
 	l.t.Helper()
+	svc, err := l.createLBService(ctx, namespace, name, opts...)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return svc
+}
+
+// CreateLBServices creates n Services, named name(i), workers at a time, as
+// a deploy tool would. Failures fail the test once all workers are done,
+// from the test's goroutine.
+func (l *Lab) CreateLBServices(ctx context.Context, namespace string, n, workers int, name func(i int) string, opts ...ServiceOption) {
+	l.t.Helper()
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n && errs[w] == nil; i += workers {
+				_, errs[w] = l.createLBService(ctx, namespace, name(i), opts...)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+func (l *Lab) createLBService(ctx context.Context, namespace, name string, opts ...ServiceOption) (*corev1.Service, error) {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec: corev1.ServiceSpec{
@@ -90,13 +119,13 @@ func (l *Lab) CreateLBService(ctx context.Context, namespace, name string, opts 
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	if err := l.ensureNamespace(ctx, namespace); err != nil {
-		l.t.Fatalf("lab: CreateLBService %s/%s: %v", namespace, name, err)
+		return nil, fmt.Errorf("lab: CreateLBService %s/%s: %w", namespace, name, err)
 	}
 	svc, err := l.Client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
-		l.t.Fatalf("lab: CreateLBService %s/%s: %v", namespace, name, err)
+		return nil, fmt.Errorf("lab: CreateLBService %s/%s: %w", namespace, name, err)
 	}
-	return svc
+	return svc, nil
 }
 
 func (l *Lab) ensureNamespace(ctx context.Context, name string) error {
