@@ -159,6 +159,12 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		return 0 // never allocate from a partial view: it would hand out taken addresses
 	}
 	cfg := a.config()
+	if len(cfg.Pools) == 0 {
+		// Placement never makes a node without pools the leader; were it
+		// to run anyway, every address would look foreign and be taken
+		// away.
+		return 0
+	}
 	var snapshot []ipam.Service
 	var writes []statusWrite
 	byKey := map[ipam.Key]*corev1.Service{}

@@ -66,18 +66,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// bindLo binds the Service IPs on lo in a node, as kube-proxy IPVS does
-// (strictARP keeps the kernel from answering for them), so pings are
-// answered once the neighbour is resolved.
-func bindLo(t *testing.T, n *lab.NS, ips ...netip.Addr) {
-	t.Helper()
-	for _, ip := range ips {
-		if err := n.AddAddr(ctxFor(t, 5*time.Second), "lo", netip.PrefixFrom(ip, ip.BitLen())); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func sameMAC(a, b net.HardwareAddr) bool { return a.String() == b.String() }
 
 func ping(ctx context.Context, c *lab.NS, ip netip.Addr) error {
@@ -88,7 +76,7 @@ func ping(ctx context.Context, c *lab.NS, ip netip.Addr) error {
 func TestLabResolve(t *testing.T) {
 	n := lab.Network(t, 1)
 	node, client := n.Nodes[0], n.Client
-	bindLo(t, node, svc4, svc6)
+	node.BindOnLo(t, svc4, svc6)
 	a := runIn(t, node, Options{AnnounceCount: 1})
 	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"})
 	announced(t, a, 1)
@@ -144,7 +132,7 @@ func TestLabResolve(t *testing.T) {
 func TestLabNUDKeepsIPv6Reachable(t *testing.T) {
 	n := lab.Network(t, 1)
 	node, client := n.Nodes[0], n.Client
-	bindLo(t, node, svc6)
+	node.BindOnLo(t, svc6)
 	if _, err := client.Exec(ctxFor(t, 5*time.Second), "sysctl", "-qw",
 		"net.ipv6.neigh.eth0.base_reachable_time_ms=500", "net.ipv6.neigh.eth0.delay_first_probe_time=1"); err != nil {
 		t.Fatal(err)
@@ -181,8 +169,8 @@ func TestLabNUDKeepsIPv6Reachable(t *testing.T) {
 func TestLabHandover(t *testing.T) {
 	n := lab.Network(t, 2)
 	n0, n1, client := n.Nodes[0], n.Nodes[1], n.Client
-	bindLo(t, n0, svc4, svc6)
-	bindLo(t, n1, svc4, svc6)
+	n0.BindOnLo(t, svc4, svc6)
+	n1.BindOnLo(t, svc4, svc6)
 	conflicts := make(chan Conflict, 64)
 	onConflict := func(c Conflict) {
 		select {
@@ -260,7 +248,7 @@ func TestLabHandover(t *testing.T) {
 func TestLabLinkRecovery(t *testing.T) {
 	n := lab.Network(t, 1)
 	node, client := n.Nodes[0], n.Client
-	bindLo(t, node, svc4, svc6)
+	node.BindOnLo(t, svc4, svc6)
 	a := runIn(t, node, Options{AnnounceCount: 1})
 	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"})
 	announced(t, a, 1)

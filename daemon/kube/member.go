@@ -214,14 +214,17 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 				continue
 			}
 		}
+		// Taken before the Member is read: a Set that may not wait,
+		// arriving after this, makes the next write immediate.
+		urgent := h.urgent.Swap(false)
 		m, ok := h.current()
 		if !ok {
+			if urgent {
+				h.urgent.Store(true)
+			}
 			continue // nothing to publish yet
 		}
 		gathering = nil
-		// Taken before the write: a Set that may not wait, arriving
-		// while it is in flight, makes the next one immediate.
-		urgent := h.urgent.Swap(false)
 		if err := h.write(ctx, m); err != nil {
 			if urgent {
 				h.urgent.Store(true)

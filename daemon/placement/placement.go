@@ -21,6 +21,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 )
 
 // Node is one node as this observer sees it.
@@ -149,15 +150,17 @@ func HandoverTarget(nodes []Node, a *Address, from string, room func(node string
 
 // Leader returns the IPAM leader: the live node that claims the role (the
 // highest-scoring of several claimants), else the live node with the highest
-// score; "" when no node is live. Stale nodes are passed over. Readiness and
-// pools do not matter: writing Service status needs only a working daemon
-// with a fresh view.
+// score; "" when no node is live. Stale nodes are passed over, and so are
+// nodes that serve no pool: the leader allocates from its own pools, and one
+// with none would take every Service's address away. Readiness does not
+// matter: writing Service status needs only a working daemon with a fresh
+// view.
 func Leader(nodes []Node) string {
 	var best, bestClaimant *Node
 	var bestScore, bestClaimScore uint64
 	for i := range nodes {
 		n := &nodes[i]
-		if !n.Live || n.Stale {
+		if !n.Live || n.Stale || len(n.Pools) == 0 {
 			continue
 		}
 		s := score(leaderKey, n.Name)
@@ -195,10 +198,12 @@ type Self struct {
 // through a short freeze; a long one gives it up, so that a healthy peer
 // leads. A node that just turned fresh (settling) takes nothing up, and
 // gives its claim up to a peer that claims the role too: the peer led while
-// this node was away. nodes must include self.
+// this node was away. A node that serves no pool never leads (see Leader).
+// nodes must include self.
 func Claim(self Self, nodes []Node) bool {
+	servesNone := !slices.ContainsFunc(nodes, func(n Node) bool { return n.Name == self.Name && len(n.Pools) > 0 })
 	switch {
-	case self.Stale:
+	case self.Stale || servesNone:
 		return false
 	case self.Frozen:
 		return self.Claims

@@ -241,7 +241,8 @@ func TestLeader(t *testing.T) {
 		}
 		return out
 	}
-	notEligible := func(n *Node) { n.Ready, n.Excluded, n.Pools = false, true, nil }
+	notEligible := func(n *Node) { n.Ready, n.Excluded = false, true }
+	noPools := func(n *Node) { n.Pools = nil }
 	for _, tc := range []struct {
 		name  string
 		nodes []Node
@@ -253,7 +254,9 @@ func TestLeader(t *testing.T) {
 		{"a claimant keeps the role", abc(other, leads), other},
 		{"a dead claimant loses it", abc(other, leads, dead), top},
 		{"the top node dead", abc(top, dead), highest(rest...)},
-		{"readiness and pools do not matter", abc(top, notEligible), top},
+		{"readiness does not matter", abc(top, notEligible), top},
+		{"a node that serves no pool does not lead (it would take every address away)", abc(top, noPools), highest(rest...)},
+		{"... nor keeps the role it claims", abc(other, leads, noPools), top},
 		{"of several claimants the highest score", []Node{node("a", leads), node("b", leads), node("c", leads)}, top},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,5 +302,18 @@ func TestClaim(t *testing.T) {
 				t.Errorf("Claim = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestClaimServesNoPool: a node without a servable pool never claims the
+// IPAM role, not even the one it holds (its allocator would find every
+// address outside its pools and take it away).
+func TestClaimServesNoPool(t *testing.T) {
+	for _, self := range []Self{{Name: "a"}, {Name: "a", Claims: true}, {Name: "a", Claims: true, Frozen: true}, {Name: "a", Claims: true, Settling: true}} {
+		me := node("a")
+		me.Pools, me.Leads, me.Live = nil, self.Claims, !self.Frozen
+		if Claim(self, []Node{me}) {
+			t.Errorf("%+v with no pool claims the IPAM role", self)
+		}
 	}
 }

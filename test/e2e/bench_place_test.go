@@ -133,7 +133,7 @@ func failoverRuns(b *testing.B, extra string, sig syscall.Signal, runs int) (nei
 	ip := netip.MustParseAddr("198.51.100.200")
 	l.CreateLBService(ctxBg, "default", "web", lab.WithAnnotation("l2lb.dev/ips", ip.String()))
 	waitIngress(b, l, "default", "web", 1)
-	standIn(l, ip)
+	standIn(b, l, ip)
 	p := startProber(b, l, 2*time.Millisecond)
 	for range runs {
 		o := owner(b, l, ip)

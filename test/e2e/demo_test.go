@@ -56,7 +56,7 @@ func TestDemo(t *testing.T) {
 	show(kubectl("get", "service", "demo", "-o", "wide"))
 
 	step("kube-proxy's part (a stand-in here): every node accepts traffic for %s", ip)
-	standIn(l, ip)
+	standIn(t, l, ip)
 
 	step("From the client: ping %s, then look at the kernel's neighbour entry", ip)
 	o := owner(t, l, ip)

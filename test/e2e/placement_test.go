@@ -81,11 +81,9 @@ func owner(t testing.TB, l *lab.Lab, ip netip.Addr) *lab.Node {
 }
 
 // standIn runs the kube-proxy stand-in on every node for ips.
-func standIn(l *lab.Lab, ips ...netip.Addr) {
+func standIn(t testing.TB, l *lab.Lab, ips ...netip.Addr) {
 	for _, n := range l.Nodes {
-		for _, ip := range ips {
-			l.BindOnLo(n, ip)
-		}
+		n.BindOnLo(t, ips...)
 	}
 }
 
@@ -160,7 +158,7 @@ func TestAnswerAndFailover(t *testing.T) {
 	l, ds := placementLab(t, 3, "")
 	l.CreateLBService(ctxBg, "default", "web", lab.WithDualStack())
 	ips := waitIngress(t, l, "default", "web", 2)
-	standIn(l, ips...)
+	standIn(t, l, ips...)
 	v4, v6 := ips[0], ips[1]
 
 	for _, ip := range ips {
@@ -214,7 +212,7 @@ func TestEligibility(t *testing.T) {
 	l, _ := placementLab(t, 3, "")
 	svc := l.CreateLBService(ctxBg, "default", "local", lab.WithLocalTrafficPolicy())
 	ip := waitIngress(t, l, "default", "local", 1)[0]
-	standIn(l, ip)
+	standIn(t, l, ip)
 	for _, want := range []string{"node-1", "node-2", "node-0"} {
 		l.SetEndpoints(ctxBg, svc, want)
 		waitOwner(t, l, ip, want)
@@ -222,7 +220,7 @@ func TestEligibility(t *testing.T) {
 
 	l.CreateLBService(ctxBg, "default", "cluster")
 	ip2 := waitIngress(t, l, "default", "cluster", 1)[0]
-	standIn(l, ip2)
+	standIn(t, l, ip2)
 	first := owner(t, l, ip2)
 	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:""}}}`, "node.kubernetes.io/exclude-from-external-load-balancers")
 	if _, err := l.Client.CoreV1().Nodes().Patch(ctxBg, first.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
@@ -413,7 +411,7 @@ func TestCutOffNode(t *testing.T) {
 	l, _ := placementLab(t, 3, "")
 	l.CreateLBService(ctxBg, "default", "web")
 	ip := waitIngress(t, l, "default", "web", 1)[0]
-	standIn(l, ip)
+	standIn(t, l, ip)
 	o := owner(t, l, ip)
 	old := populateNeigh(t, l, ip)
 	start := time.Now()

@@ -354,7 +354,7 @@ func TestLab(t *testing.T) {
 			// stands in for it here.
 			n := l.Nodes[1]
 			for _, ip := range []netip.Addr{netip.MustParseAddr("198.51.100.200"), netip.MustParseAddr("2001:db8:100::200")} {
-				l.BindOnLo(n, ip)
+				n.BindOnLo(t, ip)
 				short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 				var err error
 				if ip.Is4() {
@@ -372,7 +372,7 @@ func TestLab(t *testing.T) {
 				if body, err := l.Net.Client.Curl(ctx, ip, 80); err != nil || body != n.Name {
 					t.Errorf("curl %v (on lo of %s) = %q, %v", ip, n.Name, body, err)
 				}
-				l.UnbindFromLo(n, ip)
+				n.UnbindFromLo(t, ip)
 			}
 		}
 

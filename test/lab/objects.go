@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -273,26 +274,28 @@ func (l *Lab) ServeHTTP(n *Node) {
 	l.t.Cleanup(stop)
 }
 
-// BindOnLo puts ip on the node's lo, where kube-proxy in IPVS mode or with
-// strictARP has Service IPs: the node accepts traffic for it, and its
-// kernel does not answer ARP/NDP for it (arp_ignore=1; NDP answers only for
-// addresses of the receiving link).
-func (l *Lab) BindOnLo(n *Node, ip netip.Addr) {
-	l.t.Helper()
+// BindOnLo puts ips on the namespace's lo, where kube-proxy in IPVS mode or
+// with strictARP has Service IPs: the node accepts traffic for them, and
+// its kernel does not answer ARP/NDP for them (arp_ignore=1; NDP answers
+// only for addresses of the receiving link).
+func (n *NS) BindOnLo(t testing.TB, ips ...netip.Addr) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.AddAddr(ctx, "lo", netip.PrefixFrom(ip, ip.BitLen())); err != nil {
-		l.t.Fatalf("lab: BindOnLo %s %v: %v", n.Name, ip, err)
+	for _, ip := range ips {
+		if err := n.AddAddr(ctx, "lo", netip.PrefixFrom(ip, ip.BitLen())); err != nil {
+			t.Fatalf("lab: BindOnLo %s %v: %v", n.Name, ip, err)
+		}
 	}
 }
 
-// UnbindFromLo removes ip from the node's lo.
-func (l *Lab) UnbindFromLo(n *Node, ip netip.Addr) {
-	l.t.Helper()
+// UnbindFromLo removes ip from the namespace's lo.
+func (n *NS) UnbindFromLo(t testing.TB, ip netip.Addr) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := n.DelAddr(ctx, "lo", netip.PrefixFrom(ip, ip.BitLen())); err != nil {
-		l.t.Fatalf("lab: UnbindFromLo %s %v: %v", n.Name, ip, err)
+		t.Fatalf("lab: UnbindFromLo %s %v: %v", n.Name, ip, err)
 	}
 }
 
