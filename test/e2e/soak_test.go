@@ -37,18 +37,11 @@ func TestSoakNoFalseFreezes(t *testing.T) {
 	for _, d := range ds {
 		d.start(t)
 	}
-	for i := range 4 {
-		l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%d", i))
-	}
-	l.CreateLBService(ctxBg, "default", "lone", lab.WithClass("l2lb.dev/lone"))
-	waitIngress(t, l, "default", "lone", 1)
-
-	t.Logf("soaking for %v", d)
-	time.Sleep(d)
+	soak(t, l, d)
 	for _, d := range ds {
 		out := d.proc.Output()
-		stale := strings.Count(out, "view of the cluster is stale")
-		restarts := strings.Count(out, "restarting them")
+		stale := strings.Count(out, staleLine)
+		restarts := strings.Count(out, refreshLine)
 		t.Logf("%s: %d stale views, %d informer restarts", d.node.Name, stale, restarts)
 		if stale != 0 || restarts != 0 {
 			t.Errorf("%s: %d false stale views and %d informer restarts without any fault", d.node.Name, stale, restarts)
@@ -125,22 +118,35 @@ func TestSoakBootedNoFalseFreezes(t *testing.T) {
 	for _, m := range machines {
 		checkRunning(t, m)
 	}
-	for i := range 4 {
-		l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%d", i))
-	}
-	l.CreateLBService(ctxBg, "default", "lone", lab.WithClass("l2lb.dev/lone"))
-	waitIngress(t, l, "default", "lone", 1)
-
-	t.Logf("soaking for %v", d)
-	time.Sleep(d)
+	soak(t, l, d)
 	for _, m := range machines {
 		entries := journal(t, m)
-		stale := len(findJournal(entries, "view of the cluster is stale"))
-		restarts := len(findJournal(entries, "restarting them"))
+		stale := len(findJournal(entries, staleLine))
+		restarts := len(findJournal(entries, refreshLine))
 		u := waitUnit(t, m, 10*time.Second, "l2lbd running", unit.running)
 		t.Logf("%s: %d stale views, %d informer restarts, unit %v", m.Name, stale, restarts, u)
 		if stale != 0 || restarts != 0 || u["NRestarts"] != "0" {
 			t.Errorf("%s: %d false stale views, %d informer restarts and %s unit restarts without any fault", m.Name, stale, restarts, u["NRestarts"])
 		}
 	}
+}
+
+// What l2lbd logs when it judges its view stale, and when it restarts its
+// informers: each is a false freeze in a soak without faults.
+const (
+	staleLine   = "view of the cluster is stale"
+	refreshLine = "restarting them"
+)
+
+// soak creates four Services of the main cluster and one of the lone one,
+// waits for the lone one's address, and lets d pass.
+func soak(t *testing.T, l *lab.Lab, d time.Duration) {
+	t.Helper()
+	for i := range 4 {
+		l.CreateLBService(ctxBg, "default", fmt.Sprintf("s%d", i))
+	}
+	l.CreateLBService(ctxBg, "default", "lone", lab.WithClass("l2lb.dev/lone"))
+	waitIngress(t, l, "default", "lone", 1)
+	t.Logf("soaking for %v", d)
+	time.Sleep(d)
 }
