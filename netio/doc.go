@@ -50,8 +50,8 @@
 // subnets of its addresses. Answering uses it, and so does the daemon when
 // it decides which addresses this node can serve.
 //
-// Each responder reads its socket on a thread of its own, with blocking
-// recvmmsg rather than through Go's netpoller, and sends the answers to a
+// Each responder reads its socket on a thread of its own, waiting in poll(2)
+// and reading with recvmmsg rather than through Go's netpoller, and sends the answers to a
 // batch of requests with one sendmmsg: the kernel wakes the thread that
 // answers directly, which is what brings reply latency and rate close to
 // the kernel's own (BENCHMARKS.md). The packet path reads the desired set

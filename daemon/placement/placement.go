@@ -13,8 +13,8 @@
 // evenly and moves only the addresses of a node that leaves.
 //
 // The IPAM leader, the one node that writes Service status, is placed by the
-// same rule (Leader), so that electing it costs no write beyond the member
-// Lease renewals.
+// same rule (Leader) among the nodes that serve a pool, so that electing it
+// costs no write beyond the member Lease renewals.
 package placement
 
 import (
