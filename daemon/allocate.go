@@ -160,9 +160,10 @@ func (a *allocator) reconcile(ctx context.Context) int {
 	}
 	cfg := a.config()
 	if len(cfg.Pools) == 0 {
-		// Placement never makes a node without pools the leader; were it
-		// to run anyway, every address would look foreign and be taken
-		// away.
+		// Placement never makes a node without pools the leader, but a
+		// reload to no pools reaches the allocator before the next
+		// decision drops the role; until then every address would look
+		// foreign and be taken away.
 		return 0
 	}
 	var snapshot []ipam.Service
