@@ -71,6 +71,9 @@ type Link struct {
 	// carrier, does ARP and has an Ethernet MAC. Only usable links are
 	// answered on.
 	Usable bool
+	// MAC is the link's hardware address, as net.HardwareAddr.String
+	// writes it ("" if it has none).
+	MAC string
 	// Prefixes are the subnets of the link's addresses, masked, IPv4 and
 	// IPv6, sorted and without duplicates.
 	Prefixes []netip.Prefix
@@ -693,7 +696,7 @@ func snapshotLinks(links map[int]link, addrs map[ifAddr]struct{}) []Link {
 			continue
 		}
 		at[ln.index] = len(out)
-		out = append(out, Link{Name: ln.name, Index: ln.index, Usable: ln.usable()})
+		out = append(out, Link{Name: ln.name, Index: ln.index, Usable: ln.usable(), MAC: macString(ln.mac)})
 	}
 	for k := range addrs {
 		if i, ok := at[k.index]; ok {
@@ -713,5 +716,12 @@ func snapshotLinks(links map[int]link, addrs map[ifAddr]struct{}) []Link {
 }
 
 func (l Link) equal(o Link) bool {
-	return l.Name == o.Name && l.Index == o.Index && l.Usable == o.Usable && slices.Equal(l.Prefixes, o.Prefixes)
+	return l.Name == o.Name && l.Index == o.Index && l.Usable == o.Usable && l.MAC == o.MAC && slices.Equal(l.Prefixes, o.Prefixes)
+}
+
+func macString(m net.HardwareAddr) string {
+	if len(m) == 0 {
+		return ""
+	}
+	return m.String()
 }
