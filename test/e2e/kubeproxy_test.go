@@ -64,6 +64,25 @@ func curlPods(t testing.TB, l *lab.Lab, ip netip.Addr, pods, want []*lab.Pod, ti
 	return nil
 }
 
+// curlVia curls ip from the client through node n, whoever answers ARP for
+// ip: a host route on the client sends the packets to n's MAC.
+func curlVia(t testing.TB, l *lab.Lab, ip netip.Addr, n *lab.Node) (string, error) {
+	t.Helper()
+	route := []string{"route", "add", netip.PrefixFrom(ip, 32).String(), "via", n.IPv4.String(), "dev", l.Net.Client.Link}
+	if out, err := l.Net.Client.Exec(ctxBg, "ip", route...); err != nil {
+		t.Fatalf("ip %v: %v: %s", route, err, out)
+	}
+	defer func() {
+		route[1] = "del"
+		if out, err := l.Net.Client.Exec(ctxBg, "ip", route...); err != nil {
+			t.Fatalf("ip %v: %v: %s", route, err, out)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctxBg, 2*time.Second)
+	defer cancel()
+	return l.Net.Client.Curl(ctx, ip, 80)
+}
+
 // neighOf returns the MAC of the client's neighbour entry for ip.
 func neighOf(t testing.TB, l *lab.Lab, ip netip.Addr) string {
 	t.Helper()
@@ -117,20 +136,19 @@ func TestKubeProxyLocal(t *testing.T) {
 	got := curlPods(t, l, ip, pods, lab.PodsOn(pods, o), 30*time.Second)
 	t.Logf("%s answered by %s, served by its own pods only: %v", ip, o.Name, got)
 
-	// Past l2lbd, straight to node-0 (a route on the client): its
-	// kube-proxy drops the connection instead of forwarding it.
-	route := []string{"route", "add", netip.PrefixFrom(ip, 32).String(), "via", node0.IPv4.String(), "dev", l.Net.Client.Link}
-	if out, err := l.Net.Client.Exec(ctxBg, "ip", route...); err != nil {
-		t.Fatalf("ip %v: %v: %s", route, err, out)
+	// Past l2lbd, by a route on the client: through the owner it works,
+	// through node-0 kube-proxy drops the connection. Without node-0's
+	// rules node-0 would forward to the owner, which would answer.
+	lab.WaitFor(t, 10*time.Second, "kube-proxy's rules for "+ip.String()+" on "+node0.Name, func(ctx context.Context) bool {
+		out, err := node0.Exec(ctx, "nft", "list", "table", "ip", "kube-proxy")
+		return err == nil && strings.Contains(string(out), ip.String()+" . tcp . 80")
+	})
+	if body, err := curlVia(t, l, ip, o); err != nil {
+		t.Fatalf("curl %s through the owner %s by a route: %v", ip, o.Name, err)
+	} else if p, _ := lab.PodNamed(pods, body); p == nil || p.Node != o {
+		t.Fatalf("curl %s through the owner %s by a route answered %q", ip, o.Name, body)
 	}
-	ctx, cancel := context.WithTimeout(ctxBg, 2*time.Second)
-	body, err := l.Net.Client.Curl(ctx, ip, 80)
-	cancel()
-	route[0], route[1] = "route", "del"
-	if out, derr := l.Net.Client.Exec(ctxBg, "ip", route...); derr != nil {
-		t.Fatalf("ip %v: %v: %s", route, derr, out)
-	}
-	if err == nil {
+	if body, err := curlVia(t, l, ip, node0); err == nil {
 		t.Fatalf("curl %s through %s, which has no endpoint, answered %q; want the connection dropped", ip, node0.Name, body)
 	}
 
