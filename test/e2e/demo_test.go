@@ -166,7 +166,8 @@ func daemonLines(d *daemon, from int, ip netip.Addr) []byte {
 func nftLines(table []byte, ip netip.Addr) []byte {
 	var keep []string
 	for _, line := range strings.Split(string(table), "\n") {
-		line = strings.TrimSpace(line)
+		// A map element may share its line with the map's opening brace.
+		line = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(line), "elements = { "), ",")
 		if strings.Contains(line, ip.String()+" . tcp . 80") || strings.Contains(line, "dnat to 198.18.") {
 			keep = append(keep, line)
 		}
