@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -168,7 +167,7 @@ func PodsOn(pods []*Pod, n *Node) []*Pod {
 func PodNamed(pods []*Pod, name string) (*Pod, error) {
 	i := slices.IndexFunc(pods, func(p *Pod) bool { return p.Name == name })
 	if i < 0 {
-		return nil, errors.New("no pod answers " + fmt.Sprintf("%q", name))
+		return nil, fmt.Errorf("no pod answers %q", name)
 	}
 	return pods[i], nil
 }
