@@ -108,7 +108,7 @@ func Connect(ctx context.Context, path, userAgent string, qps float64, burst int
 			return client, nil
 		}
 		if msg := err.Error(); msg != lastProblem {
-			log.Error("cannot reach the Kubernetes API; retrying", "kubeconfig", path, "err", err)
+			log.Error("cannot reach the Kubernetes API; retrying", append([]any{"kubeconfig", path}, ErrAttrs(err)...)...)
 			lastProblem = msg
 		}
 		select {

@@ -154,7 +154,7 @@ func TestBootedNodes(t *testing.T) {
 	}
 	wantJournal(t, owner, "6", `msg="l2lbd starting"`, "version="+newer)
 	lab.WaitFor(t, 10*time.Second, "member Lease of "+owner.Name+" at version "+newer, func(ctx context.Context) bool {
-		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
+		lease, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
