@@ -54,10 +54,11 @@ func TestBootedNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	installCredential := map[*lab.Machine]string{}
 	for _, m := range machines {
 		share(t, m, deb1)
 		share(t, m, deb2)
-		share(t, m, kubeconfig)
+		installCredential[m] = shareCredential(t, m, kubeconfig)
 		shareData(t, m, "pools.yaml", []byte(operatorPools))
 		shareData(t, m, "pools2.yaml", []byte(operatorPools2))
 		shareData(t, m, "broken.yaml", []byte(brokenPools))
@@ -70,7 +71,7 @@ func TestBootedNodes(t *testing.T) {
 	if got := sh(t, m0, 10*time.Second, "systemctl is-enabled l2lbd || true; systemctl is-active l2lbd || true"); got != "disabled\ninactive\n" {
 		t.Fatalf("unconfigured node after install: is-enabled, is-active = %q, want disabled, inactive", got)
 	}
-	sh(t, m0, 30*time.Second, "install -D -m 0640 -o root -g l2lbd "+lab.SharePath+"/l2lbd.kubeconfig /etc/l2lb/kubeconfig; "+
+	sh(t, m0, 30*time.Second, installCredential[m0]+"; "+
 		fmt.Sprintf(installConfig, lab.SharePath+"/pools.yaml")+"; l2lbd check >/dev/null; systemctl enable --now l2lbd")
 	checkRunning(t, m0)
 	// Alone, node-0 leads IPAM: its STATUS says so once it does.
@@ -80,7 +81,7 @@ func TestBootedNodes(t *testing.T) {
 	waitStatusText(t, m0, "config ok (digest "+checkDigest(t, m0)+"); IPAM leader; answering for 0 IPs here")
 
 	step("install on a prepared node (kubeconfig in place): the shipped config starts, serving nothing")
-	sh(t, m1, 2*time.Minute, "groupadd --system l2lbd; install -D -m 0640 -o root -g l2lbd "+lab.SharePath+"/l2lbd.kubeconfig /etc/l2lb/kubeconfig; "+
+	sh(t, m1, 2*time.Minute, "groupadd --system l2lbd; "+installCredential[m1]+"; "+
 		"apt-get install -y "+deb1In)
 	if got := sh(t, m1, 10*time.Second, "systemctl is-enabled l2lbd"); got != "enabled\n" {
 		t.Fatalf("prepared node after install: is-enabled = %q, want enabled", got)
