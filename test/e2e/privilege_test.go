@@ -12,7 +12,11 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/l2lb/l2lb/daemon/kube"
@@ -62,6 +66,14 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return p
 	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", n0.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0, err := kubernetes.NewForConfig(cfg) // node-0's credential, through client-go as the daemon's
+	if err != nil {
+		t.Fatal(err)
+	}
 	const byRBAC = "cannot" // RBAC's "User ... cannot create resource ..."
 	const byPolicy = "l2lbd-member-lease"
 
@@ -103,17 +115,49 @@ func TestLeastPrivilege(t *testing.T) {
 		defer l.DeleteService(ctxBg, "default", "probe")
 		forbidden(n0, byRBAC, "patch", "service", "probe", "--type=merge", "-p", `{"spec":{"externalIPs":["198.51.100.99"]}}`)
 		forbidden(n0, byRBAC, "label", "service", "probe", "probe=1")
-		allowed(n0, "patch", "service", "probe", "--subresource=status", "--type=merge", "-p", `{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.99"}]}}}`)
-		forbidden(n0, "may change only status.loadBalancer", "patch", "service", "probe", "--subresource=status", "--type=merge",
-			"-p", `{"status":{"conditions":[{"type":"Probe","status":"True","reason":"Probe","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`)
+		// The status patches go through client-go, as the daemon's do:
+		// kubectl patch --subresource=status first reads services/status,
+		// which the daemon never does and the RBAC does not grant.
+		patchStatus := func(patch string) error {
+			_, err := c0.CoreV1().Services("default").Patch(ctx, "probe", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+			return err
+		}
+		if err := patchStatus(`{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.99"}]}}}`); err != nil {
+			t.Errorf("patch status.loadBalancer: %v, want allowed", err)
+		}
+		err := patchStatus(`{"status":{"conditions":[{"type":"Probe","status":"True","reason":"Probe","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`)
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may change only status.loadBalancer") {
+			t.Errorf("patch status.conditions: %v, want Forbidden by l2lbd-service-status", err)
+		}
 		// Metadata through the status subresource: refused, or dropped by
 		// the API server; never applied.
-		out, err := n0.Kubectl(ctx, "patch", "service", "probe", "--subresource=status", "--type=merge", "-p", `{"metadata":{"labels":{"probe":"1"}}}`)
+		err = patchStatus(`{"metadata":{"labels":{"probe":"1"}}}`)
 		svc, gerr := l.Client.CoreV1().Services("default").Get(ctx, "probe", metav1.GetOptions{})
 		if gerr != nil || svc.Labels["probe"] != "" {
-			t.Errorf("label through status: kubectl %v\n%s\nService labels now %v (%v), want unchanged", err, out, svc.Labels, gerr)
+			t.Errorf("label through status: %v; Service labels now %v (%v), want unchanged", err, svc.Labels, gerr)
 		}
-		t.Logf("label through status: %v %s", err, strings.TrimSpace(string(out)))
+		t.Logf("label through status: %v", err)
+	}
+
+	t.Log("step: Events only in the node's own name")
+	{
+		event := func(instance string) error {
+			ev := &corev1.Event{
+				ObjectMeta:     metav1.ObjectMeta{GenerateName: "probe-"},
+				InvolvedObject: corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: "default", Name: "probe"},
+				Reason:         "Probe", Message: "probe", Type: corev1.EventTypeNormal,
+				Source:              corev1.EventSource{Component: "l2lbd", Host: n0.Name},
+				ReportingController: "l2lb.dev/l2lbd", ReportingInstance: instance,
+			}
+			_, err := c0.CoreV1().Events("default").Create(ctx, ev, metav1.CreateOptions{})
+			return err
+		}
+		if err := event("l2lbd-" + n0.Name); err != nil {
+			t.Errorf("Event as l2lbd-%s: %v, want allowed", n0.Name, err)
+		}
+		if err := event("l2lbd-" + n1.Name); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "l2lbd-events") {
+			t.Errorf("Event as l2lbd-%s from %s: %v, want Forbidden by l2lbd-events", n1.Name, n0.Name, err)
+		}
 	}
 
 	t.Log("step: l2lbd check, quiet on the right credential, warning on broad ones")
@@ -187,6 +231,9 @@ func TestLeastPrivilege(t *testing.T) {
 	if body, err := l.Net.Client.Curl(ctx, ip, 80); err != nil || body != o.Name {
 		t.Errorf("curl %s = %q, %v; want %s", ip, body, err, o.Name)
 	}
+	lab.WaitFor(t, 10*time.Second, "the IPAM leader's Event on default/web", func(ctx context.Context) bool {
+		return slices.ContainsFunc(events(ctx, l, "default", "web"), func(e string) bool { return strings.HasPrefix(e, "IPAllocated: ") })
+	})
 
 	t.Log("step: a token the API server rejects: logged in words, not live, handed over")
 	od := daemonOn(ds, o)
