@@ -188,7 +188,9 @@ func TestLeastPrivilege(t *testing.T) {
 		if strings.Contains(out, "warning") {
 			t.Errorf("l2lbd check with the right credential warns:\n%s", out)
 		}
+		t.Logf("l2lbd check with the right credential:\n%s", out)
 		out = check(n0, l.AdminKubeconfig, n0.Name)
+		t.Logf("l2lbd check with an admin kubeconfig:\n%s", out)
 		want("an admin credential", out,
 			"may create leases in kube-system, update leases in kube-system",
 			"delete leases in all namespaces",
