@@ -50,14 +50,14 @@ func credentialWarnings(namespace, node string, a kube.Access) []string {
 	if len(a.ElsewhereLeases) > 0 {
 		ws = append(ws, fmt.Sprintf("warning: credential %s may %s: it could stall or hijack other components' leader election. "+
 			"Grant Leases only in %s, through the Role of examples/rbac.yaml, and remove other grants "+
-			"(kubectl auth can-i --list --as=%s)", a.User, strings.Join(a.ElsewhereLeases, ", "), namespace, a.User))
+			"(kubectl auth can-i --list --as=%s)", a.User, strings.Join(a.ElsewhereLeases, "; "), namespace, a.User))
 	}
 	switch {
 	case a.User == "":
 	case a.NodeName == "":
-		ws = append(ws, "warning: the token of "+a.User+" is bound to no Node: every node shares one identity, and the "+
-			"admission policy l2lbd-member-lease refuses its Lease writes. Give each node its own token, "+
-			"kubectl create token --bound-object-kind Node --bound-object-name "+node+recipe)
+		ws = append(ws, "warning: the credential of "+a.User+" is bound to no Node, so the API server cannot tell "+
+			"this node from the others and the admission policy l2lbd-member-lease cannot confine it to its own Lease. "+
+			"Give each node its own token, kubectl create token --bound-object-kind Node --bound-object-name "+node+recipe)
 	case a.NodeName != node:
 		ws = append(ws, "warning: the token is bound to Node "+a.NodeName+" but nodeName is "+node+
 			": make this node's token with --bound-object-name "+node+recipe)

@@ -21,11 +21,11 @@ func TestCredentialWarnings(t *testing.T) {
 		{"right credential", "l2lb-system", right, nil},
 		{"coordination in kube-system", "kube-system", right, []string{"coordination.namespace is kube-system"}},
 		{"leases elsewhere", "l2lb-system", with(func(a *kube.Access) {
-			a.ElsewhereLeases = []string{"create leases in kube-system", "delete leases in all namespaces"}
+			a.ElsewhereLeases = []string{"create, delete leases in kube-system", "delete leases in all namespaces"}
 		}),
-			[]string{"may create leases in kube-system, delete leases in all namespaces: it could stall or hijack"}},
+			[]string{"may create, delete leases in kube-system; delete leases in all namespaces: it could stall or hijack"}},
 		{"token bound to no node", "l2lb-system", with(func(a *kube.Access) { a.NodeName = "" }),
-			[]string{"is bound to no Node: every node shares one identity, and the admission policy l2lbd-member-lease refuses its Lease writes. Give each node its own token, kubectl create token --bound-object-kind Node --bound-object-name n1"}},
+			[]string{"is bound to no Node, so the API server cannot tell this node from the others and the admission policy l2lbd-member-lease cannot confine it to its own Lease. Give each node its own token, kubectl create token --bound-object-kind Node --bound-object-name n1"}},
 		{"token of another node", "l2lb-system", with(func(a *kube.Access) { a.NodeName = "n2" }),
 			[]string{"bound to Node n2 but nodeName is n1"}},
 		{"no admission policy", "l2lb-system", with(func(a *kube.Access) { a.PeerLease = kube.Yes }),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -32,7 +33,7 @@ type Access struct {
 	User     string // the authenticated user name
 	NodeName string // the Node the token is bound to; "" when none
 
-	// ElsewhereLeases lists "<verb> leases in <namespace>" that the
+	// ElsewhereLeases lists "<verbs> leases in <namespace>" that the
 	// authorizer allows outside the coordination namespace ("all
 	// namespaces" for a cluster-wide grant). SelfSubjectAccessReview sees
 	// RBAC only, not admission policies.
@@ -69,6 +70,7 @@ func ProbeAccess(ctx context.Context, client *Client, namespace, node string) Ac
 		if ns == namespace {
 			continue
 		}
+		var verbs []string
 		for _, verb := range []string{"create", "update", "patch", "delete"} {
 			ok, err := canI(ctx, client, verb, ns)
 			if err != nil {
@@ -76,12 +78,15 @@ func ProbeAccess(ctx context.Context, client *Client, namespace, node string) Ac
 				continue
 			}
 			if ok {
-				where := "in " + ns
-				if ns == "" {
-					where = "in all namespaces"
-				}
-				a.ElsewhereLeases = append(a.ElsewhereLeases, verb+" leases "+where)
+				verbs = append(verbs, verb)
 			}
+		}
+		if len(verbs) > 0 {
+			where := "in " + ns
+			if ns == "" {
+				where = "in all namespaces"
+			}
+			a.ElsewhereLeases = append(a.ElsewhereLeases, strings.Join(verbs, ", ")+" leases "+where)
 		}
 	}
 	var err error
