@@ -203,8 +203,8 @@ func TestBootedNodes(t *testing.T) {
 	answerer(t, l, machines, ip, peer)
 	waitStatusTextHas(t, peer, "; IPAM leader; answering for 1 IPs here")
 	if got := sh(t, owner, 10*time.Second, "dpkg-query -W -f '${db:Status-Abbrev}' l2lb; echo; systemctl is-active l2lbd || true; "+
-		"test ! -e /usr/bin/l2lbd && echo binary gone; ls /etc/l2lb"); got != "rc \ninactive\nbinary gone\nkubeconfig\nl2lbd.yaml\n" {
-		t.Errorf("%s after remove = %q, want package rc (config files), daemon inactive, binary gone, kubeconfig and l2lbd.yaml kept", owner.Name, got)
+		"test ! -e /usr/bin/l2lbd && echo binary gone; ls /etc/l2lb"); got != "rc \ninactive\nbinary gone\nkubeconfig\nl2lbd.yaml\ntoken\n" {
+		t.Errorf("%s after remove = %q, want package rc (config files), daemon inactive, binary gone, kubeconfig, l2lbd.yaml and token kept", owner.Name, got)
 	}
 
 	step("purge: the configuration and the credential go, the system user stays")
