@@ -173,7 +173,7 @@ func Run(ctx context.Context, opts Options) error {
 	if placer.peerCanTakeOver() {
 		releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
 		if err := heartbeat.Release(releaseCtx); err != nil {
-			log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
+			log.Warn("cannot delete the member Lease; peers take over when it expires", kube.ErrAttrs(err)...)
 		}
 		cancelRelease()
 	} else {

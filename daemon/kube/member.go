@@ -246,7 +246,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 				h.urgent.Store(true)
 			}
 			if err.Error() != lastErr {
-				h.log.Warn("cannot renew member Lease", "err", err)
+				h.log.Warn("cannot renew member Lease", ErrAttrs(err)...)
 				lastErr = err.Error()
 			}
 			continue
@@ -320,7 +320,7 @@ func (h *Heartbeat) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), max(h.duration, time.Second))
 	defer cancel()
 	if err := h.write(ctx, m); err != nil {
-		h.log.Warn("cannot write the last claims to the member Lease", "err", err)
+		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
 	}
 }
 

@@ -129,7 +129,7 @@ func (r *Recorder) Run(ctx context.Context) {
 			return
 		case ev := <-r.queue:
 			if err := r.write(ctx, ev); err != nil && ctx.Err() == nil {
-				r.log.Warn("cannot write Event", "service", ev.Namespace+"/"+ev.InvolvedObject.Name, "reason", ev.Reason, "err", err)
+				r.log.Warn("cannot write Event", append([]any{"service", ev.Namespace + "/" + ev.InvolvedObject.Name, "reason", ev.Reason}, ErrAttrs(err)...)...)
 			}
 		}
 	}

@@ -19,8 +19,10 @@
 // frames from one, counting what is answered.
 //
 // [Start] adds etcd and kube-apiserver (built by test/kubebin/build.sh), the
-// RBAC of examples/rbac.yaml, a kubeconfig per node carrying a token of the
-// kube-system/l2lbd ServiceAccount, and Ready Node objects.
+// RBAC and admission policies of examples/rbac.yaml (applied with kubectl,
+// as a user does; it creates namespace l2lb-system), Ready Node objects, and
+// a kubeconfig per node that reads, through tokenFile, a token of the
+// l2lb-system/l2lbd ServiceAccount bound to that node's Node object.
 //
 // [Lab.AddPods] puts pods behind every node: network namespaces on a bridge
 // cni0 in the node, with addresses from the node's /24 of 198.18.0.0/15
