@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,9 @@ import (
 // stays what the other tests exercise.
 const (
 	kubeProxyAccount = "kube-proxy"
-	kubeProxyRole    = "system:node-proxier"
+	// kubeProxyNamespace holds its ServiceAccount, as kubeadm sets it up.
+	kubeProxyNamespace = "kube-system"
+	kubeProxyRole      = "system:node-proxier"
 )
 
 // KubeProxy is kube-proxy KubeVersion running on a node.
@@ -74,7 +77,7 @@ func (l *Lab) StartKubeProxy(t testing.TB) []*KubeProxy {
 }
 
 func (l *Lab) kubeProxyRBAC(ctx context.Context) error {
-	_, err := l.Client.CoreV1().ServiceAccounts(ServiceAccountNamespace).Create(ctx,
+	_, err := l.Client.CoreV1().ServiceAccounts(kubeProxyNamespace).Create(ctx,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: kubeProxyAccount}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -83,7 +86,7 @@ func (l *Lab) kubeProxyRBAC(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "lab:kube-proxy"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: kubeProxyRole},
 		Subjects: []rbacv1.Subject{{
-			Kind: rbacv1.ServiceAccountKind, Namespace: ServiceAccountNamespace, Name: kubeProxyAccount,
+			Kind: rbacv1.ServiceAccountKind, Namespace: kubeProxyNamespace, Name: kubeProxyAccount,
 		}},
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -95,14 +98,14 @@ func (l *Lab) kubeProxyRBAC(ctx context.Context) error {
 // kubeProxyConfig writes the node's kube-proxy kubeconfig and
 // KubeProxyConfiguration and returns the latter's path.
 func (l *Lab) kubeProxyConfig(ctx context.Context, n *Node) (string, error) {
-	tr, err := l.Client.CoreV1().ServiceAccounts(ServiceAccountNamespace).CreateToken(ctx, kubeProxyAccount,
+	tr, err := l.Client.CoreV1().ServiceAccounts(kubeProxyNamespace).CreateToken(ctx, kubeProxyAccount,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(24 * 3600))}},
 		metav1.CreateOptions{})
 	if err != nil {
 		return "", fmt.Errorf("token: %w", err)
 	}
 	kubeconfig := filepath.Join(l.run.dir, n.Name+".kube-proxy.kubeconfig")
-	if err := writeKubeconfig(kubeconfig, l.API, l.pki.caPEM, kubeProxyAccount, tr.Status.Token); err != nil {
+	if err := writeKubeconfig(kubeconfig, l.API, l.pki.caPEM, kubeProxyAccount, &clientcmdapi.AuthInfo{Token: tr.Status.Token}); err != nil {
 		return "", err
 	}
 	// conntrack maxPerCore 0 and oomScoreAdj 0: leave the machine's
