@@ -322,6 +322,9 @@ type step struct {
 	dirty map[netip.Addr]bool
 	plan  Plan
 	next  map[netip.Addr]string // owned after this step, once copied
+	// was: the owner this node had placed an address with before this
+	// step, where this step changed it (for the log's reasons).
+	was map[netip.Addr]string
 }
 
 func (s *step) note(level slog.Level, msg string, attrs ...any) {
@@ -852,6 +855,12 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 			addr := c.address(ip, a)
 			owner, offered = Owner(nodes, &addr), addr.OfferedTo == c.self
 		}
+		if old, ok := c.owners[ip]; ok && old != owner {
+			if s.was == nil {
+				s.was = map[netip.Addr]string{}
+			}
+			s.was[ip] = old
+		}
 		c.setOwner(ip, owner)
 		// Settling holds back new addresses until the view has every
 		// peer's claims; an address a live peer offers to this node, and
@@ -1120,7 +1129,7 @@ func (c *Core) finish(s *step, stale bool) {
 			if c.contested(ip) {
 				s.plan.PublishMayWait = false
 			}
-			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(ip))
+			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(s, ip))
 			var svcs []ipam.Key
 			if a := c.addrs[ip]; a != nil {
 				svcs = slices.Clone(a.services)
@@ -1195,26 +1204,33 @@ func (c *Core) contested(ip netip.Addr) bool {
 	return false
 }
 
-// takeoverReason says why this node takes ip over.
-func (c *Core) takeoverReason(ip netip.Addr) string {
-	var prev string
-	for name, p := range c.peers {
-		if p.claims[ip] {
-			prev = name
+// takeoverReason says why this node takes ip over: what became of the
+// node it had placed ip with, else of a peer that still claims it.
+func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
+	prev := s.was[ip]
+	if prev == "" || prev == c.self {
+		for name, p := range c.peers {
+			if p.claims[ip] {
+				prev = name
+			}
 		}
 	}
-	if prev == "" {
+	if prev == "" || prev == c.self {
 		return "new address, nobody claims it, or this node just started"
 	}
-	p := c.peers[prev]
+	p, known := c.peers[prev]
 	f := c.nodes[prev]
 	switch {
+	case !known:
+		return fmt.Sprintf("node %s deleted its Lease (stopped gracefully)", prev)
 	case !p.live:
 		return fmt.Sprintf("node %s stopped renewing its Lease", prev)
 	case !f.ready:
 		return fmt.Sprintf("node %s is not Ready", prev)
 	case f.excluded:
 		return fmt.Sprintf("node %s is excluded from load balancers", prev)
+	case p.member.Handover == ip && p.member.HandoverTo == c.self:
+		return fmt.Sprintf("node %s handed it over to balance the load", prev)
 	}
 	return fmt.Sprintf("node %s is no longer eligible (endpoints, pools or claims changed)", prev)
 }

@@ -781,6 +781,29 @@ func TestCoreTransitions(t *testing.T) {
 			want: twelveIPs,
 		},
 		{
+			// Found in the demo: the reason named a node killed earlier,
+			// whose expired Lease still claimed the address.
+			name: "reason: a takeover after a graceful stop names the node that stopped",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c", z))
+				s.run(timings.Lease+timings.Renew, lease("b", z)) // c dies, its Lease still claims z
+				s.advance(10 * time.Millisecond)
+				return s.step(s.renewed(Observation{LeasesGone: []string{"b"}}))
+			},
+			want: []string{z},
+			check: func(t *testing.T, s *sim, p Plan) {
+				for _, n := range p.Notes {
+					if n.Msg == "answering for an address" && !slices.Contains(n.Attrs, any("node b deleted its Lease (stopped gracefully)")) {
+						t.Errorf("reason %v, want b's graceful stop", n.Attrs)
+					}
+				}
+				if !hasNote(p, "answering for an address") {
+					t.Errorf("notes %v: no takeover", p.Notes)
+				}
+			},
+		},
+		{
 			name: "stop: a peer that cannot serve the address does not count as one that can take over",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
