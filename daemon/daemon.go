@@ -114,6 +114,7 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Go(func() { view.Run(ctx) })
 	recorder := kube.NewRecorder(client, cfg.NodeName, log)
 	wg.Go(func() { recorder.Run(ctx) })
+	wg.Go(func() { watchFormerNamespace(ctx, client, cfg.NodeName, cfg.Coordination, log) })
 
 	// Allocation: the IPAM leader, placed like an address, writes Service
 	// status.
