@@ -344,7 +344,7 @@ func (p *placer) currentLinks() []placement.Link {
 }
 
 func sameLink(a, b placement.Link) bool {
-	return a.Name == b.Name && a.Usable == b.Usable && slices.Equal(a.Prefixes, b.Prefixes)
+	return a.Name == b.Name && a.Usable == b.Usable && a.MAC == b.MAC && slices.Equal(a.Prefixes, b.Prefixes)
 }
 
 // service reads one Service and the nodes with a ready endpoint of it.

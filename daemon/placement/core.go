@@ -198,19 +198,19 @@ const (
 	handoverBackoff = time.Minute
 )
 
-// offerTimeout is how long an offered address waits for its target, which
-// takes it within one write and one watch delivery when healthy. Until
-// then nobody answers for it, so a target that died or froze right after
-// the offer must not keep it dark for a lease duration: the offering node
-// answers for it again.
-func (t Timings) offerTimeout() time.Duration { return t.Renew / 2 }
-
 // offerable: a hand-over goes only to a peer whose renewals this node saw
-// within a renew interval and a half, not to one that merely has not
-// expired yet (it may have died a moment ago).
+// within two renew intervals, not to one that merely has not expired yet
+// (it may have died a moment ago); and an offer whose target stops being
+// offerable is withdrawn. Two intervals, not one: a renewal seen late on a
+// busy machine must not look like a death (the lease duration is at least
+// two renew intervals).
 func (t Timings) offerable(p *peer, now time.Time) bool {
-	return p.live && now.Sub(p.seenAt) < t.Renew*3/2
+	return p.live && now.Sub(p.seenAt) < t.silent()
 }
+
+// silent is how long a peer's renewals may go unseen before it counts as
+// no longer renewing for a hand-over.
+func (t Timings) silent() time.Duration { return 2 * t.Renew }
 
 // Core is one node's decision state. It is not safe for concurrent use.
 type Core struct {
@@ -322,6 +322,9 @@ type step struct {
 	dirty map[netip.Addr]bool
 	plan  Plan
 	next  map[netip.Addr]string // owned after this step, once copied
+	// reclaim is an address whose hand-over this node withdrew in this
+	// step: it counts as its claimant in this step's decisions.
+	reclaim netip.Addr
 	// was: the owner this node had placed an address with before this
 	// step, where this step changed it (for the log's reasons).
 	was map[netip.Addr]string
@@ -351,12 +354,12 @@ func (c *Core) Step(o Observation) Plan {
 		// The interface of what this node answers for may change; other
 		// nodes' choices only if the pools it can serve change.
 		c.links = o.Links
-		c.macs = usableMACs(o.Links)
 		for ip := range c.owned {
 			s.touch(ip)
 		}
 	}
 	if o.Config != nil || o.NewLinks {
+		c.macs = servingMACs(c.cfg, c.links)
 		if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
 			c.ownPools = pools
 			s.full = true
@@ -400,6 +403,11 @@ func (c *Core) Step(o Observation) Plan {
 	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || c.writeLapsed)
 	c.endHandover(s)
 	nodes := c.nodeList()
+	if s.reclaim.IsValid() {
+		self := &nodes[len(nodes)-1]
+		self.Claims = maps.Clone(self.Claims)
+		self.Claims[s.reclaim] = true
+	}
 	c.decideLeader(s, nodes, settling, stale)
 	c.place(s, nodes, settling)
 	if !c.frozen && !settling && c.cfg.Placement.Rebalance {
@@ -769,11 +777,28 @@ func (c *Core) peerMAC(mac string) bool {
 	return false
 }
 
-// usableMACs are the MACs of the usable links, sorted, once each.
-func usableMACs(links []Link) []string {
+// servingMACs are the MACs of the links this node would answer a pool's
+// addresses on, sorted, once each: what a peer cut off from the API may
+// yield to. Not every up link's: a node has one per pod (cni0, veths), and
+// each pod started would rewrite the Lease.
+func servingMACs(cfg *config.Config, links []Link) []string {
+	if cfg == nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for i := range cfg.Pools {
+		p := &cfg.Pools[i]
+		for _, r := range p.Addresses {
+			for _, ip := range []netip.Addr{r.First, r.Last} {
+				if name, ok := interfaceFor(cfg, p, ip, links); ok {
+					names[name] = true
+				}
+			}
+		}
+	}
 	var out []string
 	for _, l := range links {
-		if l.Usable && l.MAC != "" {
+		if names[l.Name] && l.MAC != "" {
 			out = append(out, l.MAC)
 		}
 	}
@@ -1041,36 +1066,42 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 		"held", c.count[c.self], "fair_share", fair)
 }
 
-// endHandover ends the hand-over in flight once a peer claims the address.
-// If the target has not taken it within offerTimeout, or stopped being
-// live, the offer is withdrawn and this node claims the address again (the
-// ordinary rule keeps an address with its claimant); and nothing is
-// offered for a while, so that an address is not offered, left unanswered
-// and offered again in turn. It runs before the node list is built, so
-// that the claim counts in this step's decisions.
+// endHandover ends the hand-over in flight once a live peer claims the
+// address. If its target stops renewing (killed, paused, cut off) or its
+// Lease goes before it took the address, the offer is withdrawn and this
+// node answers for the address again, claiming it for this step's
+// decisions (the ordinary rule keeps an address with its claimant). A
+// target that renews but has not taken it within a lease duration (its
+// view differs) sees the offer withdrawn and the address placed by the
+// ordinary rule, which every node agrees on. Either way nothing is offered
+// for a while, so that an address is not offered, left unanswered and
+// offered again in turn. It runs before the node list is built.
 func (c *Core) endHandover(s *step) {
 	ip := c.handover
 	if !ip.IsValid() {
 		return
 	}
-	taken := c.claimedByPeer(ip)
-	target := c.peers[c.handoverTo]
-	if !taken && s.now.Sub(c.handoverAt) < c.t.offerTimeout() && target != nil && target.live {
+	if c.claimedByLivePeer(ip) {
+		c.handover, c.handoverTo = netip.Addr{}, ""
+		s.touch(ip)
+		return
+	}
+	to := c.handoverTo
+	target := c.peers[to]
+	gone := target == nil || !c.t.offerable(target, s.now)
+	if !gone && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
 	}
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	s.touch(ip)
-	if taken {
-		return
-	}
 	c.nextShed = s.now.Add(handoverBackoff)
-	if iface, ok := c.interfaceFor(ip); ok && !c.frozen && c.addrs[ip] != nil {
+	if iface, ok := c.interfaceFor(ip); ok && gone && !c.frozen && c.addrs[ip] != nil {
 		s.own(c, ip, iface)
-		c.claims[ip] = true
-		s.note(slog.LevelWarn, "hand-over not taken; answering for the address again", "ip", ip)
+		s.reclaim = ip
+		s.note(slog.LevelWarn, "hand-over not taken: its target stopped renewing; the offer is withdrawn and this node claims the address again", "ip", ip, "to", to)
 		return
 	}
-	s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip)
+	s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip, "to", to)
 }
 
 // fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can
@@ -1189,7 +1220,10 @@ func (c *Core) wake(now time.Time) time.Duration {
 		wake = min(wake, c.settleUntil.Sub(now))
 	}
 	if c.handover.IsValid() {
-		wake = min(wake, c.handoverAt.Add(c.t.offerTimeout()).Sub(now))
+		wake = min(wake, c.handoverAt.Add(c.t.Lease).Sub(now))
+		if p := c.peers[c.handoverTo]; p != nil {
+			wake = min(wake, p.seenAt.Add(c.t.silent()).Sub(now))
+		}
 	}
 	return max(wake, time.Millisecond)
 }
@@ -1222,7 +1256,7 @@ func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
 	f := c.nodes[prev]
 	switch {
 	case !known:
-		return fmt.Sprintf("node %s deleted its Lease (stopped gracefully)", prev)
+		return fmt.Sprintf("node %s's Lease was deleted (a graceful stop)", prev)
 	case !p.live:
 		return fmt.Sprintf("node %s stopped renewing its Lease", prev)
 	case !f.ready:

@@ -45,10 +45,13 @@ func (t timings) takeover() time.Duration { return t.lease + time.Second }
 // a lease duration to show it still is; a second for the rest.
 func (t timings) afterAPI() time.Duration { return t.renew + 2*t.lease + time.Second }
 
-// handover bounds the gap of a graceful hand-over to balance the load: the
-// old owner stops and writes its Lease at once; the new one answers when
-// its watch delivers that write, well within a renew interval.
-func (t timings) handover() time.Duration { return t.renew }
+// handover bounds the gap of a hand-over to balance the load: the old owner
+// stops and writes its Lease at once; the new one answers when its watch
+// delivers that write, well within a renew interval. If the target dies
+// right after the offer, the old owner answers again once the target's
+// renewals have gone unseen for two renew intervals (placement's silent),
+// plus the resolution.
+func (t timings) handover() time.Duration { return 2*t.renew + t.resolution() }
 
 // twoMACs bounds the window in which two MACs may answer for one address
 // after a takeover: until the old owner sees it. A fresh node's view is at
