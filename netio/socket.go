@@ -401,8 +401,9 @@ func (s *packetSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 const announceBatch = 64
 
 // WriteBatch sends whole Ethernet frames out of the bound interface, up to
-// announceBatch with each sendmmsg. It returns how many went out; a frame
-// the kernel refuses ends the batch with its error. It is safe to call
+// announceBatch with each sendmmsg. A frame the kernel refuses is skipped
+// and the rest still go (one dropped announcement, not a whole round); it
+// returns how many went out and the first error. It is safe to call
 // concurrently with reads and other writes.
 func (s *packetSocket) WriteBatch(frames [][]byte) (int, error) {
 	if !s.acquire() {
@@ -411,9 +412,10 @@ func (s *packetSocket) WriteBatch(frames [][]byte) (int, error) {
 	defer s.release()
 	var msgs [announceBatch]mmsghdr
 	var iovs [announceBatch]unix.Iovec
+	var first error
 	sent := 0
-	for sent < len(frames) {
-		chunk := frames[sent:min(len(frames), sent+announceBatch)]
+	for next := 0; next < len(frames); {
+		chunk := frames[next:min(len(frames), next+announceBatch)]
 		for i, f := range chunk {
 			iovs[i].Base = &f[0]
 			iovs[i].SetLen(len(f))
@@ -423,15 +425,21 @@ func (s *packetSocket) WriteBatch(frames [][]byte) (int, error) {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])),
 			uintptr(len(chunk)), 0, 0, 0)
 		runtime.KeepAlive(chunk)
-		if errno != 0 {
-			return sent, fmt.Errorf("sendmmsg: %w", errno)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			// sendmmsg fails only when its first frame does: skip it.
+			if first == nil {
+				first = fmt.Errorf("sendmmsg: %w", errno)
+			}
+			next++
+		default:
+			sent += int(n)
+			next += max(int(n), 1)
 		}
-		if n == 0 {
-			return sent, fmt.Errorf("sendmmsg: nothing sent")
-		}
-		sent += int(n)
 	}
-	return sent, nil
+	return sent, first
 }
 
 // WriteTo sends the whole Ethernet frame b out of the bound interface. The

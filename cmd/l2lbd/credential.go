@@ -33,7 +33,7 @@ func checkCredential(stdout, stderr io.Writer, c *config.Config) {
 		fmt.Fprintln(stderr, w)
 	}
 	if len(warnings) == 0 {
-		fmt.Fprintf(stdout, "credential: %s, bound to Node %s; writes no Lease outside %s and no other node's member Lease\n",
+		fmt.Fprintf(stdout, "credential: %s, bound to Node %s; may write no Lease in kube-system, kube-node-lease or all namespaces at once, and no other node's member Lease in %s\n",
 			a.User, a.NodeName, c.Coordination.Namespace)
 	}
 }

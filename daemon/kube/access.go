@@ -66,7 +66,8 @@ func ProbeAccess(ctx context.Context, client *Client, namespace, node string) Ac
 			a.NodeName = names[0]
 		}
 	}
-	for _, ns := range []string{"kube-system", ""} {
+	// The control plane's Lease namespaces, and all namespaces at once.
+	for _, ns := range []string{"kube-system", "kube-node-lease", ""} {
 		if ns == namespace {
 			continue
 		}

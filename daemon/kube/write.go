@@ -121,6 +121,12 @@ func (r *Recorder) Event(svc *corev1.Service, eventType, reason, message string)
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: "l2lb.dev/l2lbd", ReportingInstance: "l2lbd-" + r.source.Host,
 	}
+	// A burst of Normal Events (allocations, announcements) leaves room in
+	// the queue for Warnings (conflicts, failures), which matter more.
+	if eventType == corev1.EventTypeNormal && len(r.queue) >= eventQueue*3/4 {
+		r.log.Debug("Event dropped: too many waiting for the API server", "service", svc.Namespace+"/"+svc.Name, "reason", reason)
+		return
+	}
 	select {
 	case r.queue <- ev:
 	default:

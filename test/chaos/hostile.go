@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -68,7 +69,7 @@ func (h *harness) checkHostile(rep lab.Report, err error, at time.Time) {
 }
 
 func ctxErr(err error) bool {
-	return err == context.Canceled || err == context.DeadlineExceeded
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // checkConflictLines finds a conflict logged more than once a quiet period

@@ -141,16 +141,20 @@ func TestLeastPrivilege(t *testing.T) {
 
 	t.Log("step: Events only in the node's own name")
 	{
-		event := func(instance string) error {
+		eventAs := func(instance, host string) error {
 			ev := &corev1.Event{
 				ObjectMeta:     metav1.ObjectMeta{GenerateName: "probe-"},
 				InvolvedObject: corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: "default", Name: "probe"},
 				Reason:         "Probe", Message: "probe", Type: corev1.EventTypeNormal,
-				Source:              corev1.EventSource{Component: "l2lbd", Host: n0.Name},
+				Source:              corev1.EventSource{Component: "l2lbd", Host: host},
 				ReportingController: "l2lb.dev/l2lbd", ReportingInstance: instance,
 			}
 			_, err := c0.CoreV1().Events("default").Create(ctx, ev, metav1.CreateOptions{})
 			return err
+		}
+		event := func(instance string) error { return eventAs(instance, n0.Name) }
+		if err := eventAs("l2lbd-"+n0.Name, n1.Name); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "l2lbd-events") {
+			t.Errorf("Event from %s with source host %s: %v, want Forbidden by l2lbd-events", n0.Name, n1.Name, err)
 		}
 		if err := event("l2lbd-" + n0.Name); err != nil {
 			t.Errorf("Event as l2lbd-%s: %v, want allowed", n0.Name, err)
