@@ -181,7 +181,7 @@ func (p *placer) onWrite(renew, sent time.Time) {
 
 // onConflict is netio's callback; it must not block.
 func (p *placer) onConflict(c netio.Conflict) {
-	if p.conflicts.add(placement.Conflict{IP: c.IP, MAC: c.MAC.String(), Interface: c.Interface}) {
+	if p.conflicts.add(placement.Conflict{IP: c.IP, MAC: c.MAC.String(), Sender: c.Sender.String(), Interface: c.Interface}) {
 		p.poke()
 	}
 }

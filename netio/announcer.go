@@ -58,8 +58,12 @@ type Options struct {
 // sender IP, or a Neighbor Advertisement for that target, from a MAC that is
 // not the interface's own.
 type Conflict struct {
-	IP        netip.Addr
-	MAC       net.HardwareAddr
+	IP  netip.Addr
+	MAC net.HardwareAddr // the MAC the frame claims the address for
+	// Sender is the frame's Ethernet source. A host speaking for itself
+	// sends from the MAC it claims; a frame that claims one MAC from
+	// another is forged (or proxied) and proves nothing about the first.
+	Sender    net.HardwareAddr
 	Interface string
 }
 

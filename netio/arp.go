@@ -101,7 +101,7 @@ func (r *arpResponder) handle(f []byte, stale bool) {
 	// request from a host that has the IP configured (RFC 5227 2.4).
 	if !mine && spa.IsValid() && !spa.IsUnspecified() && r.env.view.owns(spa, r.ifi.name) {
 		r.stats.conflicts.Add(1)
-		r.env.report(Conflict{IP: spa, MAC: bytes.Clone(sha), Interface: r.ifi.name})
+		r.env.report(Conflict{IP: spa, MAC: bytes.Clone(sha), Sender: bytes.Clone(f[6:12]), Interface: r.ifi.name})
 	}
 	if op != arpRequest {
 		return

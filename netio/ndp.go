@@ -162,7 +162,7 @@ func (r *ndpResponder) handle(f []byte, stale bool) {
 	switch m.typ {
 	case icmpNeighborAdvertisement:
 		if !mine && r.env.view.owns(m.target, r.ifi.name) {
-			r.conflict(m.target, claimed)
+			r.conflict(m.target, claimed, m.ethSrc)
 		}
 		return
 	case icmpNeighborSolicitation:
@@ -170,7 +170,7 @@ func (r *ndpResponder) handle(f []byte, stale bool) {
 		// A solicitation sourced from an owned IP means another host
 		// uses it.
 		if !mine && !m.src.IsUnspecified() && r.env.view.owns(m.src, r.ifi.name) {
-			r.conflict(m.src, claimed)
+			r.conflict(m.src, claimed, m.ethSrc)
 		}
 	}
 	if mine || claimed[0]&1 != 0 || !r.env.view.answers(m.target, r.ifi.name) {
@@ -194,9 +194,9 @@ func (r *ndpResponder) handle(f []byte, stale bool) {
 	sendReply(r.conn, r.replies, r.out[:], &r.dst, &r.stats.replies)
 }
 
-func (r *ndpResponder) conflict(ip netip.Addr, mac []byte) {
+func (r *ndpResponder) conflict(ip netip.Addr, mac, sender []byte) {
 	r.stats.conflicts.Add(1)
-	r.env.report(Conflict{IP: ip, MAC: bytes.Clone(mac), Interface: r.ifi.name})
+	r.env.report(Conflict{IP: ip, MAC: bytes.Clone(mac), Sender: bytes.Clone(sender), Interface: r.ifi.name})
 }
 
 // putNA writes into b (naFrameLen bytes) a Neighbor Advertisement for target

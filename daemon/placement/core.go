@@ -96,8 +96,10 @@ type Write struct {
 
 // Conflict is another MAC announcing an address this node answers for.
 type Conflict struct {
-	IP        netip.Addr
-	MAC       string
+	IP  netip.Addr
+	MAC string // the MAC the frame claims the address for
+	// Sender is the frame's Ethernet source (netio.Conflict).
+	Sender    string
 	Interface string
 }
 
@@ -733,12 +735,13 @@ func (c *Core) conflict(s *step, cf Conflict) {
 	if _, ours := s.owned(c)[cf.IP]; !ours {
 		return
 	}
-	if c.frozen && c.peerMAC(cf.MAC) {
+	if c.frozen && cf.Sender == cf.MAC && c.peerMAC(cf.MAC) {
 		// Cut off from the API, this node cannot know better than a peer
 		// that took the address over: yield. Only to a peer: a foreign
 		// host announcing the address (a forged ARP) proves nothing, and
 		// yielding to it would let one frame silence every address while
-		// the API is down.
+		// the API is down; nor does a frame that claims a peer's MAC from
+		// another Ethernet source.
 		if !c.yielded[cf.IP] {
 			c.yielded[cf.IP] = true
 			s.touch(cf.IP)

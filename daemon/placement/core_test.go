@@ -327,7 +327,7 @@ func TestCoreTransitions(t *testing.T) {
 				b.Member.MACs = []string{"02:00:00:00:00:0b"}
 				s.fresh(b, lease("c"))
 				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Interface: "eth0"}}})
+				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
 			},
 			want: []string{},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -347,6 +347,24 @@ func TestCoreTransitions(t *testing.T) {
 				s.fresh(b, lease("c"))
 				s.cutOff(2500 * time.Millisecond)
 				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:66:6f:00:00:01", Interface: "eth0"}}})
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if len(p.Conflicts) != 1 || hasNote(p, "yielding") {
+					t.Errorf("conflicts %v, notes %v: want a report, no yield", p.Conflicts, p.Notes)
+				}
+			},
+		},
+		{
+			// Found by the one-hour soak: hostile frames claim peers' MACs.
+			name: "cut off: does not yield to a frame that claims a peer's MAC from another source",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				b := lease("b")
+				b.Member.MACs = []string{"02:00:00:00:00:0b"}
+				s.fresh(b, lease("c"))
+				s.cutOff(2500 * time.Millisecond)
+				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:66:6f:00:00:01", Interface: "eth0"}}})
 			},
 			want: []string{x},
 			check: func(t *testing.T, s *sim, p Plan) {

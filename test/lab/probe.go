@@ -334,6 +334,11 @@ func classify(f []byte, outgoing bool) (frameKind, netip.Addr, string) {
 		a := f[14:]
 		op := binary.BigEndian.Uint16(a[6:8])
 		sha := net.HardwareAddr(a[8:14]).String()
+		if !outgoing && sha != net.HardwareAddr(f[6:12]).String() {
+			// Claims one MAC from another: forged (the hostile injector
+			// sends these in a node's name), not the node speaking.
+			return frameOther, netip.Addr{}, ""
+		}
 		spa := netip.AddrFrom4([4]byte(a[14:18]))
 		tpa := netip.AddrFrom4([4]byte(a[24:28]))
 		switch {
@@ -365,8 +370,8 @@ func classify(f []byte, outgoing bool) (frameKind, netip.Addr, string) {
 			}
 			mac := net.HardwareAddr(f[6:12]).String()
 			for _, o := range m.Options {
-				if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target {
-					mac = ll.Addr.String()
+				if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target && ll.Addr.String() != mac {
+					return frameOther, netip.Addr{}, "" // forged, as above
 				}
 			}
 			if m.Solicited {
