@@ -1,15 +1,41 @@
 package daemon
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/l2lb/l2lb/netio"
 )
 
+// scrape returns what a Prometheus server would read from m.
+func scrape(t *testing.T, m *metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(promhttp.HandlerFor(m.registry(), promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s\n%s", resp.Status, body)
+	}
+	return string(body)
+}
+
 func TestMetricsText(t *testing.T) {
 	life := &lifecycle{}
 	life.ready.Store(true)
+	life.frozen.Store(true)
 	life.answering.Store(3)
 	life.reloadsRefused.Add(2)
 	m := &metrics{node: "node-1", version: "v1", life: life, stats: func() map[string]netio.InterfaceStats {
@@ -18,20 +44,24 @@ func TestMetricsText(t *testing.T) {
 			"eth0": {IPv4: netio.Counters{Requests: 10, Replies: 4, Announcements: 3, Conflicts: 1}},
 		}
 	}}
-	var sb strings.Builder
-	m.write(&sb)
-	got := sb.String()
+	got := scrape(t, m)
 	for _, want := range []string{
 		"l2lbd_info{node=\"node-1\",version=\"v1\"} 1\n",
 		"l2lbd_ready 1\n",
 		"l2lbd_ipam_leader 0\n",
+		"l2lbd_frozen 1\n",
 		"l2lbd_answering_ips 3\n",
+		"l2lbd_config_reloads_total{result=\"ok\"} 0\n",
 		"l2lbd_config_reloads_total{result=\"refused\"} 2\n",
-		"l2lbd_neighbor_requests_total{interface=\"eth0\",family=\"ipv4\"} 10\nl2lbd_neighbor_requests_total{interface=\"eth0\",family=\"ipv6\"} 0\nl2lbd_neighbor_requests_total{interface=\"eth1\",family=\"ipv4\"} 0\nl2lbd_neighbor_requests_total{interface=\"eth1\",family=\"ipv6\"} 7\n",
-		"l2lbd_neighbor_replies_total{interface=\"eth0\",family=\"ipv4\"} 4\n",
-		"l2lbd_announcements_total{interface=\"eth0\",family=\"ipv4\"} 3\n",
-		"l2lbd_conflicts_total{interface=\"eth0\",family=\"ipv4\"} 1\n",
+		// Prometheus sorts label names; the series are today's.
+		"l2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth0\"} 10\nl2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth1\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth0\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth1\"} 7\n",
+		"l2lbd_neighbor_replies_total{family=\"ipv4\",interface=\"eth0\"} 4\n",
+		"l2lbd_announcements_total{family=\"ipv4\",interface=\"eth0\"} 3\n",
+		"l2lbd_conflicts_total{family=\"ipv4\",interface=\"eth0\"} 1\n",
 		"# TYPE l2lbd_conflicts_total counter\n",
+		// The standard collectors.
+		"# TYPE go_goroutines gauge\n",
+		"# TYPE process_resident_memory_bytes gauge\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %q:\n%s", want, got)
