@@ -29,6 +29,10 @@ func TestCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(good, []byte("nodeName: n1\npools:\n  - name: lan\n    addresses: [198.51.100.200/29, \"2001:db8:100::/120\"]\n    interface: eth0\n"), 0o644)
 	os.WriteFile(bad, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.7/24]\n    intreface: eth0\nannounce:\n  count: 0\n"), 0o644)
+	selected := filepath.Join(dir, "selected.yaml")
+	badSelector := filepath.Join(dir, "bad-selector.yaml")
+	os.WriteFile(selected, []byte("nodeName: n1\npools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n    nodeSelector:\n      matchLabels: {lb: \"yes\"}\n      matchExpressions: [{key: zone, operator: NotIn, values: [c]}]\n"), 0o644)
+	os.WriteFile(badSelector, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n    nodeSelector:\n      matchExpressions:\n        - {key: zone, operator: In}\n"), 0o644)
 
 	tests := []struct {
 		args       []string
@@ -49,6 +53,12 @@ func TestCheck(t *testing.T) {
 			bad + `:4:5: pools[0].intreface: unknown field; did you mean "interface"?`,
 			bad + ":6:10: announce.count: must be between 1 and 100, got 0",
 			bad + ": 3 problem(s); not valid",
+		}},
+		{args: []string{"check", "--config", selected}, code: 0, stdout: []string{
+			"lan  8 IPv4  0 IPv6  any interface  auto-assign  all namespaces  nodes lb=yes,zone notin (c)",
+		}},
+		{args: []string{"check", "--config", badSelector}, code: 1, stderr: []string{
+			badSelector + ":6:11: pools[0].nodeSelector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
 		}},
 		{args: []string{"check", "--config", filepath.Join(dir, "missing.yaml")}, code: 1, stderr: []string{"no such file or directory"}},
 		{args: []string{"check", "--help"}, code: 0, stdout: []string{"Usage: l2lbd check", "-config string", "/etc/l2lb/l2lbd.yaml"}},
