@@ -207,3 +207,58 @@ func BenchmarkCheck1000Pools(b *testing.B) {
 		}
 	}
 }
+
+// TestImportCommand: import's output passes check; bad input and results
+// that would not pass are refused with the exit status the help promises.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	testdata := filepath.Join("internal", "migrate", "testdata")
+	overlap := filepath.Join(dir, "overlap.yaml")
+	os.WriteFile(overlap, []byte("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [198.51.100.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [198.51.100.8/29]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all}\n"), 0o644)
+	broken := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(broken, []byte("kind: [\n"), 0o644)
+	tests := []struct {
+		args           []string
+		code           int
+		stdout, stderr []string
+	}{
+		{[]string{"import", "--from", "metallb", filepath.Join(testdata, "metallb-pools.yaml"), filepath.Join(testdata, "metallb-adverts.yaml")}, 0,
+			[]string{"  - name: lan\n", "          values: [\"edge-1\", \"edge-2\"]\n"}, []string{"IPAddressPool bgp-only: no L2Advertisement announces it"}},
+		{[]string{"import", "--from", "openelb", filepath.Join(testdata, "openelb-eips.yaml")}, 0,
+			[]string{"serveUnclassed: false\n", "  - name: eip-lan\n"}, []string{"Eip eip-bgp: protocol bgp; l2lb does Layer 2 only; skipped"}},
+		{[]string{"import", "--from", "metallb", overlap}, 1, nil, []string{"pools[1].addresses[0]: 198.51.100.8/29 overlaps 198.51.100.0/28", "does not pass l2lbd check"}},
+		{[]string{"import", "--from", "kube-vip", overlap}, 2, nil, []string{`--from "kube-vip": want openelb or metallb`}},
+		{[]string{"import", "--from", "metallb"}, 2, nil, []string{"name at least one FILE"}},
+		{[]string{"import", "--from", "metallb", filepath.Join(dir, "missing.yaml")}, 2, nil, []string{"no such file or directory"}},
+		{[]string{"import", "--from", "metallb", broken}, 2, nil, []string{broken + ": yaml: line 1: did not find expected node content"}},
+		{[]string{"import", "--help"}, 0, []string{"Usage: l2lbd import --from openelb|metallb FILE..."}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			for _, want := range tc.stdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+				}
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+				}
+			}
+			if code == 0 && tc.args[1] != "--help" {
+				// What was printed is a file check accepts.
+				out := filepath.Join(t.TempDir(), "l2lbd.yaml")
+				os.WriteFile(out, stdout.Bytes(), 0o644)
+				var cout, cerr bytes.Buffer
+				if c := run([]string{"check", "--config", out}, &cout, &cerr); c != 0 {
+					t.Errorf("l2lbd check of the output: exit %d\n%s", c, &cerr)
+				}
+			}
+		})
+	}
+}
