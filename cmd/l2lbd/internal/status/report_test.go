@@ -152,8 +152,8 @@ func TestBuild(t *testing.T) {
 			attention: []string{"node c: configDigest and pools differ from the other nodes'"},
 		},
 		{
-			name: "no leader",
-			edit: func(s *Snapshot) { s.Leases[0].Member.Leader = false },
+			name:      "no leader",
+			edit:      func(s *Snapshot) { s.Leases[0].Member.Leader = false },
 			attention: []string{"no IPAM leader: no live node claims the role"},
 		},
 		{
@@ -194,8 +194,10 @@ func TestBuild(t *testing.T) {
 			attention: []string{"Service default/plain has no address: class not served: it sets no loadBalancerClass and serveUnclassed is false (set spec.loadBalancerClass: l2lb.dev/layer2)"},
 		},
 		{
-			name:      "split brain",
-			edit:      func(s *Snapshot) { s.Leases[1].Member.Claims = append(s.Leases[1].Member.Claims, netip.MustParseAddr("198.51.100.200")) },
+			name: "split brain",
+			edit: func(s *Snapshot) {
+				s.Leases[1].Member.Claims = append(s.Leases[1].Member.Claims, netip.MustParseAddr("198.51.100.200"))
+			},
 			attention: []string{"address 198.51.100.200 is claimed by several nodes: a,b"},
 		},
 		{
