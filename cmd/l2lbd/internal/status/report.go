@@ -279,19 +279,21 @@ func nodes(s Snapshot, leases map[string]Lease, labels map[string]map[string]str
 	slices.SortFunc(out, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 
 	// What most live nodes run is the reference; ties go to the smaller
-	// value so that every run says the same.
-	digest := majority(out, func(n Node) string { return n.ConfigDigest })
-	pools := majority(out, func(n Node) string { return strings.Join(n.Pools, ",") })
+	// value so that every run says the same. When no two nodes agree there
+	// is no reference: files that each set their own nodeName all have
+	// their own digest.
+	digest, digestOK := majority(out, func(n Node) string { return n.ConfigDigest })
+	pools, poolsOK := majority(out, func(n Node) string { return strings.Join(n.Pools, ",") })
 	var leader string
 	for i := range out {
 		n := &out[i]
 		if !n.Live {
 			continue
 		}
-		if n.ConfigDigest != digest {
+		if digestOK && n.ConfigDigest != digest {
 			n.Differs = append(n.Differs, "configDigest")
 		}
-		if strings.Join(n.Pools, ",") != pools {
+		if poolsOK && strings.Join(n.Pools, ",") != pools {
 			n.Differs = append(n.Differs, "pools")
 		}
 		if l := leases[n.Name]; l.Member.Leader && !l.Member.Stale && leader == "" {
@@ -301,7 +303,9 @@ func nodes(s Snapshot, leases map[string]Lease, labels map[string]map[string]str
 	return out, leader
 }
 
-func majority(nodes []Node, key func(Node) string) string {
+// majority returns the value most live nodes have, and whether at least
+// two have it.
+func majority(nodes []Node, key func(Node) string) (string, bool) {
 	count := map[string]int{}
 	for _, n := range nodes {
 		if n.Live {
@@ -314,7 +318,7 @@ func majority(nodes []Node, key func(Node) string) string {
 			best, bestN = k, count[k]
 		}
 	}
-	return best
+	return best, bestN >= 2
 }
 
 func pools(cfg *config.Config, nodes []Node, labels map[string]map[string]string, byIP map[netip.Addr]*Address) []Pool {

@@ -152,6 +152,15 @@ func TestBuild(t *testing.T) {
 			attention: []string{"node c: configDigest and pools differ from the other nodes'"},
 		},
 		{
+			name: "every digest its own (a nodeName in each file): nothing to compare",
+			edit: func(s *Snapshot) { s.Leases[1].Member.Digest = "d2" },
+			check: func(t *testing.T, r Report) {
+				if len(r.Nodes[0].Differs)+len(r.Nodes[1].Differs) != 0 {
+					t.Errorf("nodes %+v: want no differences flagged", r.Nodes)
+				}
+			},
+		},
+		{
 			name:      "no leader",
 			edit:      func(s *Snapshot) { s.Leases[0].Member.Leader = false },
 			attention: []string{"no IPAM leader: no live node claims the role"},
