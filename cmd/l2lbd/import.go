@@ -44,13 +44,19 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var objs []migrate.Object
+	var names []string
 	for _, file := range fs.Args() {
 		data, err := readInput(file)
 		if err != nil {
 			fmt.Fprintf(stderr, "l2lbd import: %v\n", err)
 			return 2
 		}
-		o, err := migrate.Read(file, data)
+		name := file
+		if file == "-" {
+			name = "<stdin>"
+		}
+		names = append(names, name)
+		o, err := migrate.Read(name, data)
 		if err != nil {
 			fmt.Fprintf(stderr, "l2lbd import: %v\n", err)
 			return 2
@@ -60,9 +66,9 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	var res *migrate.Result
 	var err error
 	if *from == "openelb" {
-		res, err = migrate.FromOpenELB(fs.Args(), objs)
+		res, err = migrate.FromOpenELB(names, objs)
 	} else {
-		res, err = migrate.FromMetalLB(fs.Args(), objs)
+		res, err = migrate.FromMetalLB(names, objs)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "l2lbd import: %v\n", err)
