@@ -24,6 +24,7 @@ type metrics struct {
 	node, version string
 	life          *lifecycle
 	stats         func() map[string]netio.InterfaceStats
+	apiErrors     *apiErrors
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -35,6 +36,8 @@ var (
 	descFrozen    = prometheus.NewDesc("l2lbd_frozen", "Whether this node's view is stale: it takes nothing over and keeps what it answers for.", nil, nil)
 	descAnswering = prometheus.NewDesc("l2lbd_answering_ips", "Addresses this node answers ARP/NDP for.", nil, nil)
 	descReloads   = prometheus.NewDesc("l2lbd_config_reloads_total", "Configuration reload attempts by result.", []string{"result"}, nil)
+	descDecisions = prometheus.NewDesc("l2lbd_decisions_total", "Placement decisions this node made.", nil, nil)
+	descAPIErrors = prometheus.NewDesc("l2lbd_api_request_errors_total", "Kubernetes API requests that failed (transport error or a status other than 2xx), by HTTP verb.", []string{"verb"}, nil)
 
 	ifaceLabels = []string{"interface", "family"}
 	// packetCounters are netio's per-interface, per-family counters.
@@ -50,7 +53,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads} {
+	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads, descDecisions, descAPIErrors} {
 		ch <- d
 	}
 	for _, c := range packetCounters {
@@ -78,6 +81,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(descAnswering, float64(m.life.answering.Load()))
 	counter(descReloads, m.life.reloadsOK.Load(), "ok")
 	counter(descReloads, m.life.reloadsRefused.Load(), "refused")
+	counter(descDecisions, m.life.decisions.Load())
+	errs := m.apiErrors.snapshot()
+	for _, verb := range slices.Sorted(maps.Keys(errs)) {
+		counter(descAPIErrors, errs[verb], verb)
+	}
 
 	stats := m.stats()
 	for _, name := range slices.Sorted(maps.Keys(stats)) {

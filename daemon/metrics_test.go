@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -38,7 +39,12 @@ func TestMetricsText(t *testing.T) {
 	life.frozen.Store(true)
 	life.answering.Store(3)
 	life.reloadsRefused.Add(2)
-	m := &metrics{node: "node-1", version: "v1", life: life, stats: func() map[string]netio.InterfaceStats {
+	life.decisions.Add(1)
+	errs := &apiErrors{byVerb: map[string]uint64{}}
+	for _, r := range []struct{ code, verb string }{{"200", "PUT"}, {"409", "PUT"}, {"<error>", "GET"}, {"500", "PUT"}, {"201", "POST"}} {
+		errs.Increment(context.Background(), r.code, r.verb, "api:6443")
+	}
+	m := &metrics{node: "node-1", version: "v1", life: life, apiErrors: errs, stats: func() map[string]netio.InterfaceStats {
 		return map[string]netio.InterfaceStats{
 			"eth1": {IPv6: netio.Counters{Requests: 7}},
 			"eth0": {IPv4: netio.Counters{Requests: 10, Replies: 4, Announcements: 3, Conflicts: 1}},
@@ -53,6 +59,8 @@ func TestMetricsText(t *testing.T) {
 		"l2lbd_answering_ips 3\n",
 		"l2lbd_config_reloads_total{result=\"ok\"} 0\n",
 		"l2lbd_config_reloads_total{result=\"refused\"} 2\n",
+		"l2lbd_decisions_total 1\n",
+		"l2lbd_api_request_errors_total{verb=\"GET\"} 1\nl2lbd_api_request_errors_total{verb=\"PUT\"} 2\n",
 		// Prometheus sorts label names; the series are today's.
 		"l2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth0\"} 10\nl2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth1\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth0\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth1\"} 7\n",
 		"l2lbd_neighbor_replies_total{family=\"ipv4\",interface=\"eth0\"} 4\n",
