@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"math/big"
 	"net"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/netio"
 )
 
@@ -25,6 +27,8 @@ type metrics struct {
 	life          *lifecycle
 	stats         func() map[string]netio.InterfaceStats
 	apiErrors     *apiErrors
+	config        func() *config.Config
+	use           func() *poolUse // the latest allocation's; nil before the first
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -37,6 +41,9 @@ var (
 	descAnswering = prometheus.NewDesc("l2lbd_answering_ips", "Addresses this node answers ARP/NDP for.", nil, nil)
 	descReloads   = prometheus.NewDesc("l2lbd_config_reloads_total", "Configuration reload attempts by result.", []string{"result"}, nil)
 	descDecisions = prometheus.NewDesc("l2lbd_decisions_total", "Placement decisions this node made.", nil, nil)
+	descPoolSize  = prometheus.NewDesc("l2lbd_pool_addresses", "Addresses in each pool, by family.", []string{"pool", "family"}, nil)
+	descPoolUsed  = prometheus.NewDesc("l2lbd_pool_addresses_used", "Addresses of each pool given to Services (the IPAM leader only).", []string{"pool"}, nil)
+	descPending   = prometheus.NewDesc("l2lbd_services_pending", "Services that get no address they need (the IPAM leader only).", nil, nil)
 	descAPIErrors = prometheus.NewDesc("l2lbd_api_request_errors_total", "Kubernetes API requests that failed (transport error or a status other than 2xx), by HTTP verb.", []string{"verb"}, nil)
 
 	ifaceLabels = []string{"interface", "family"}
@@ -53,7 +60,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads, descDecisions, descAPIErrors} {
+	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads, descDecisions, descAPIErrors, descPoolSize, descPoolUsed, descPending} {
 		ch <- d
 	}
 	for _, c := range packetCounters {
@@ -85,6 +92,31 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	errs := m.apiErrors.snapshot()
 	for _, verb := range slices.Sorted(maps.Keys(errs)) {
 		counter(descAPIErrors, errs[verb], verb)
+	}
+
+	if m.config != nil {
+		cfg := m.config()
+		for i := range cfg.Pools {
+			p := &cfg.Pools[i]
+			v4, v6 := new(big.Int), new(big.Int)
+			for _, r := range p.Addresses {
+				if r.First.Is4() {
+					v4.Add(v4, r.Size())
+				} else {
+					v6.Add(v6, r.Size())
+				}
+			}
+			f4, _ := v4.Float64()
+			f6, _ := v6.Float64()
+			gauge(descPoolSize, f4, p.Name, "ipv4")
+			gauge(descPoolSize, f6, p.Name, "ipv6")
+		}
+		if u := m.use(); u != nil && m.life.leader.Load() {
+			for i := range cfg.Pools {
+				gauge(descPoolUsed, float64(u.used[cfg.Pools[i].Name]), cfg.Pools[i].Name)
+			}
+			gauge(descPending, float64(u.pending))
+		}
 	}
 
 	stats := m.stats()
