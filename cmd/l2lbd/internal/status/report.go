@@ -145,8 +145,13 @@ func Build(s Snapshot) Report {
 	}
 	labels := map[string]map[string]string{}
 	r.Nodes, r.Leader = nodes(s, leases, labels)
+	anyMember := slices.ContainsFunc(r.Nodes, func(n Node) bool { return n.Member })
 	for _, n := range r.Nodes {
 		switch {
+		case !n.Member && anyMember && n.Ready && !n.Excluded:
+			// A graceful stop deletes the member Lease, so this is also
+			// how a stopped daemon looks.
+			r.Attention = append(r.Attention, fmt.Sprintf("node %s: no l2lbd runs there (no member Lease); label it %s if it should never announce", n.Name, excludeLabel))
 		case n.Member && !n.Live:
 			r.Attention = append(r.Attention, fmt.Sprintf("node %s: l2lbd is not live (its member Lease is not renewed)", n.Name))
 		case len(n.Differs) > 0:

@@ -135,13 +135,20 @@ func TestBuild(t *testing.T) {
 			attention: []string{"node b: l2lbd is not live (its member Lease is not renewed)", "address 198.51.100.201 (default/db) is announced by no node"},
 		},
 		{
-			name: "a node without l2lbd is shown, not flagged",
-			edit: func(s *Snapshot) { s.Nodes = append(s.Nodes, node("control-plane", true, nil)) },
+			name: "an excluded node without l2lbd is shown, not flagged",
+			edit: func(s *Snapshot) {
+				s.Nodes = append(s.Nodes, node("control-plane", true, map[string]string{excludeLabel: ""}))
+			},
 			check: func(t *testing.T, r Report) {
 				if n := r.Nodes[2]; n.Name != "control-plane" || n.Member || n.Live {
 					t.Errorf("node %+v", n)
 				}
 			},
+		},
+		{
+			name:      "a Ready node without l2lbd (not installed, or stopped gracefully)",
+			edit:      func(s *Snapshot) { s.Nodes = append(s.Nodes, node("c", true, nil), node("d", false, nil)) },
+			attention: []string{"node c: no l2lbd runs there (no member Lease); label it node.kubernetes.io/exclude-from-external-load-balancers if it should never announce"},
 		},
 		{
 			name: "digest and pools differ",
