@@ -180,8 +180,8 @@ func Build(s Snapshot) Report {
 		snapshot = append(snapshot, ipam.FromService(svc))
 		for _, ip := range ipam.IngressIPs(svc) {
 			pool, ok := s.Config.PoolFor(ip)
-			if !ok {
-				continue // not ours to announce
+			if !ok || !pool.AllowsNamespace(svc.Namespace) {
+				continue // not ours to announce (the daemons never do)
 			}
 			a := byIP[ip]
 			if a == nil {
