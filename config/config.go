@@ -127,7 +127,7 @@ func Default() Config {
 		ServeUnclassed:    true,
 		Placement:         Placement{Rebalance: true},
 		Coordination: Coordination{
-			Namespace:     "kube-system",
+			Namespace:     "l2lb-system",
 			RenewInterval: time.Second,
 			LeaseDuration: 3 * time.Second,
 		},

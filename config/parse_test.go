@@ -26,7 +26,7 @@ func TestParseDefaults(t *testing.T) {
 		{"serveUnclassed", c.ServeUnclassed, true},
 		{"renewInterval", c.Coordination.RenewInterval, time.Second},
 		{"leaseDuration", c.Coordination.LeaseDuration, 3 * time.Second},
-		{"namespace", c.Coordination.Namespace, "kube-system"},
+		{"namespace", c.Coordination.Namespace, "l2lb-system"},
 		{"placement.rebalance", c.Placement.Rebalance, true},
 		{"kubernetes.qps", c.Kubernetes.QPS, float64(DefaultQPS)},
 		{"kubernetes.burst", c.Kubernetes.Burst, DefaultBurst},

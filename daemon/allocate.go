@@ -245,7 +245,7 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		switch {
 		case w.err != nil:
 			if ctx.Err() == nil { // else cancelled, not failed: say nothing
-				a.log.Warn("cannot write Service status", "service", w.key, "err", w.err)
+				a.log.Warn("cannot write Service status", append([]any{"service", w.key}, kube.ErrAttrs(w.err)...)...)
 			}
 			failed++
 		case byKey[w.key] == nil:

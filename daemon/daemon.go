@@ -115,6 +115,7 @@ func Run(ctx context.Context, opts Options) error {
 	wg.Go(func() { view.Run(ctx) })
 	recorder := kube.NewRecorder(client, cfg.NodeName, log)
 	wg.Go(func() { recorder.Run(ctx) })
+	wg.Go(func() { watchFormerNamespace(ctx, client, cfg.NodeName, cfg.Coordination, log) })
 
 	// Allocation: the IPAM leader, placed like an address, writes Service
 	// status.
@@ -175,7 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 	if placer.peerCanTakeOver() {
 		releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
 		if err := heartbeat.Release(releaseCtx); err != nil {
-			log.Warn("cannot delete the member Lease; peers take over when it expires", "err", err)
+			log.Warn("cannot delete the member Lease; peers take over when it expires", kube.ErrAttrs(err)...)
 		}
 		cancelRelease()
 	} else {

@@ -162,7 +162,7 @@ func (p *placer) member(node string, l *coordinationv1.Lease) (placement.Member,
 		return placement.Member{}, false
 	}
 	pm := placement.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
-		Handover: m.Handover, HandoverTo: m.HandoverTo}
+		Handover: m.Handover, HandoverTo: m.HandoverTo, MACs: m.MACs}
 	p.members[node] = memberSeen{Annotations: l.Annotations, member: pm}
 	return pm, true
 }
@@ -331,7 +331,7 @@ func (p *placer) currentLinks() []placement.Link {
 	links, _ := p.netio.Links()
 	out := make([]placement.Link, 0, len(links))
 	for _, l := range links {
-		pl := placement.Link{Name: l.Name, Usable: l.Usable}
+		pl := placement.Link{Name: l.Name, Usable: l.Usable, MAC: l.MAC}
 		if l.Usable {
 			// An unusable link's addresses never matter (kube-ipvs0
 			// holds every ClusterIP): their churn must not cost a
@@ -398,7 +398,7 @@ func (p *placer) apply(plan placement.Plan) {
 	if digest := p.cfg.Digest(); plan.PublishChanged || digest != p.digest {
 		m := plan.Publish
 		p.heartbeat.Set(kube.Member{Pools: m.Pools, Claims: m.Claims, Leader: m.Leader, Stale: m.Stale,
-			Handover: m.Handover, HandoverTo: m.HandoverTo, Digest: digest, Version: p.version}, plan.PublishMayWait)
+			Handover: m.Handover, HandoverTo: m.HandoverTo, MACs: m.MACs, Digest: digest, Version: p.version}, plan.PublishMayWait)
 		p.digest = digest
 	}
 	p.netio.AnswerUntil(plan.AnswerUntil)

@@ -71,6 +71,9 @@ type Link struct {
 	// carrier, does ARP and has an Ethernet MAC. Only usable links are
 	// answered on.
 	Usable bool
+	// MAC is the link's hardware address, as net.HardwareAddr.String
+	// writes it ("" if it has none).
+	MAC string
 	// Prefixes are the subnets of the link's addresses, masked, IPv4 and
 	// IPv6, sorted and without duplicates.
 	Prefixes []netip.Prefix
@@ -458,7 +461,23 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 	if l.a.view.expired() {
 		return
 	}
-	send := func(ip netip.Addr) {
+	// Frames per responder, sent in batches: a burst of thousands of new
+	// addresses costs a few system calls, not one per address.
+	type batch struct {
+		conn   net.PacketConn
+		stats  *counters
+		frames [][]byte
+	}
+	batches := map[any]*batch{}
+	add := func(key any, conn net.PacketConn, stats *counters, f []byte) {
+		b := batches[key]
+		if b == nil {
+			b = &batch{conn: conn, stats: stats}
+			batches[key] = b
+		}
+		b.frames = append(b.frames, f)
+	}
+	build := func(ip netip.Addr) {
 		name, ok := desired[ip]
 		if !ok {
 			return
@@ -467,26 +486,34 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 		if p == nil || !l.a.view.answers(ip, name) {
 			return
 		}
+		var f []byte
 		var err error
 		if ip.Is4() {
-			err = p.arp.announce(ip)
-		} else {
-			err = p.ndp.announce(ip)
+			if f, err = p.arp.announcement(ip); err == nil {
+				add(p.arp, p.arp.conn, p.arp.stats, f)
+			}
+		} else if f, err = p.ndp.announcement(ip); err == nil {
+			add(p.ndp, p.ndp.conn, p.ndp.stats, f)
 		}
 		if err != nil {
-			// A failing socket is reported by its reader; one line
-			// per burst would still be too many for 10,000 IPs.
 			l.a.log.Debug("announce failed", "ip", ip, "err", err)
 		}
 	}
 	if ips == nil {
 		for ip := range desired {
-			send(ip)
+			build(ip)
 		}
-		return
+	} else {
+		for _, ip := range ips {
+			build(ip)
+		}
 	}
-	for _, ip := range ips {
-		send(ip)
+	for _, b := range batches {
+		if err := sendAnnouncements(b.conn, b.stats, b.frames); err != nil {
+			// A failing socket is reported by its reader; one line
+			// per burst would still be too many for 10,000 IPs.
+			l.a.log.Debug("announce failed", "err", err)
+		}
 	}
 }
 
@@ -693,7 +720,7 @@ func snapshotLinks(links map[int]link, addrs map[ifAddr]struct{}) []Link {
 			continue
 		}
 		at[ln.index] = len(out)
-		out = append(out, Link{Name: ln.name, Index: ln.index, Usable: ln.usable()})
+		out = append(out, Link{Name: ln.name, Index: ln.index, Usable: ln.usable(), MAC: macString(ln.mac)})
 	}
 	for k := range addrs {
 		if i, ok := at[k.index]; ok {
@@ -713,5 +740,12 @@ func snapshotLinks(links map[int]link, addrs map[ifAddr]struct{}) []Link {
 }
 
 func (l Link) equal(o Link) bool {
-	return l.Name == o.Name && l.Index == o.Index && l.Usable == o.Usable && slices.Equal(l.Prefixes, o.Prefixes)
+	return l.Name == o.Name && l.Index == o.Index && l.Usable == o.Usable && l.MAC == o.MAC && slices.Equal(l.Prefixes, o.Prefixes)
+}
+
+func macString(m net.HardwareAddr) string {
+	if len(m) == 0 {
+		return ""
+	}
+	return m.String()
 }

@@ -601,7 +601,7 @@ func TestAnnouncerLinks(t *testing.T) {
 		}
 		gone := func(m addrMsg) addrMsg { m.deleted = true; return m }
 		v4, v6 := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/64")
-		ipvsLink := Link{Name: "kube-ipvs0", Index: 5}
+		ipvsLink := Link{Name: "kube-ipvs0", Index: 5, MAC: otherMAC.String()}
 
 		steps := []struct {
 			name  string
@@ -610,31 +610,31 @@ func TestAnnouncerLinks(t *testing.T) {
 			calls int // of OnLinks so far
 		}{
 			{"first listing", netEvent{},
-				[]Link{{Name: "eth0", Index: 2, Usable: true}, ipvsLink}, 1},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true}, ipvsLink}, 1},
 			{"addresses, masked and once per subnet", netEvent{addrs: []addrMsg{
 				addr(2, "198.51.100.11/24"), addr(2, "198.51.100.12/24"), addr(2, "2001:db8:100::11/64"), addr(1, "127.0.0.1/8"),
-			}}, []Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 2},
+			}}, []Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 2},
 			{"lost carrier", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, flagUp)}},
-				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
 			{"the same again", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, flagUp)}},
-				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
 			{"an address on loopback", netEvent{addrs: []addrMsg{addr(1, "127.0.0.2/8")}},
-				[]Link{{Name: "eth0", Index: 2, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 3},
 			{"carrier back", netEvent{links: []linkMsg{eth(2, "eth0", nodeMAC, ethUp)}},
-				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
 			{"one of two addresses in a subnet gone", netEvent{addrs: []addrMsg{gone(addr(2, "198.51.100.12/24"))}},
-				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v4, v6}}, ipvsLink}, 4},
 			{"the last address in a subnet gone", netEvent{addrs: []addrMsg{gone(addr(2, "198.51.100.11/24"))}},
-				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}}, ipvsLink}, 5},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v6}}, ipvsLink}, 5},
 			{"an address on a NOARP link", netEvent{addrs: []addrMsg{addr(5, "198.51.100.200/32")}},
-				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}},
-					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 6},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v6}},
+					{Name: "kube-ipvs0", Index: 5, MAC: otherMAC.String(), Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 6},
 			{"new link", netEvent{links: []linkMsg{eth(3, "eth1", clientMAC, ethUp)}},
-				[]Link{{Name: "eth0", Index: 2, Usable: true, Prefixes: []netip.Prefix{v6}}, {Name: "eth1", Index: 3, Usable: true},
-					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 7},
+				[]Link{{Name: "eth0", Index: 2, MAC: nodeMAC.String(), Usable: true, Prefixes: []netip.Prefix{v6}}, {Name: "eth1", Index: 3, MAC: clientMAC.String(), Usable: true},
+					{Name: "kube-ipvs0", Index: 5, MAC: otherMAC.String(), Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 7},
 			{"link deleted", netEvent{links: []linkMsg{{link: link{index: 2, name: "eth0"}, deleted: true}}},
-				[]Link{{Name: "eth1", Index: 3, Usable: true},
-					{Name: "kube-ipvs0", Index: 5, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 8},
+				[]Link{{Name: "eth1", Index: 3, MAC: clientMAC.String(), Usable: true},
+					{Name: "kube-ipvs0", Index: 5, MAC: otherMAC.String(), Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.200/32")}}}, 8},
 		}
 		for _, s := range steps {
 			if s.ev.links != nil || s.ev.addrs != nil {

@@ -148,13 +148,22 @@ func putARP(b []byte, op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.H
 // ip, target hardware address zero as RFC 5227 asks), the form every
 // neighbour cache that has an entry for ip updates from.
 func (r *arpResponder) announce(ip netip.Addr) error {
+	b, err := r.announcement(ip)
+	if err != nil {
+		return err
+	}
+	return sendAnnouncements(r.conn, r.stats, [][]byte{b})
+}
+
+// announcement builds the gratuitous ARP for ip.
+func (r *arpResponder) announcement(ip netip.Addr) ([]byte, error) {
 	p, err := arp.NewPacket(arp.OperationRequest, r.ifi.mac, ip, make(net.HardwareAddr, 6), ip)
 	if err != nil {
-		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+		return nil, fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
 	}
 	payload, err := p.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+		return nil, fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
 	}
 	f := ethernet.Frame{
 		Destination: ethernet.Broadcast,
@@ -164,12 +173,32 @@ func (r *arpResponder) announce(ip netip.Addr) error {
 	}
 	b, err := f.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
+		return nil, fmt.Errorf("build gratuitous ARP for %s: %w", ip, err)
 	}
-	if _, err := r.conn.WriteTo(b, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
-		return fmt.Errorf("send gratuitous ARP for %s on %s: %w", ip, r.ifi.name, err)
+	return b, nil
+}
+
+// batchWriter sends many frames with one system call (the real socket):
+// announcing thousands of addresses one write each would cost a system
+// call, and a scheduler hand-off, per frame.
+type batchWriter interface {
+	WriteBatch(frames [][]byte) (int, error)
+}
+
+// sendAnnouncements sends frames, each carrying its own destination, in
+// batches where conn can; stats counts those that went out.
+func sendAnnouncements(conn net.PacketConn, stats *counters, frames [][]byte) error {
+	if bw, ok := conn.(batchWriter); ok {
+		n, err := bw.WriteBatch(frames)
+		stats.announcements.Add(uint64(n))
+		return err
 	}
-	r.stats.announcements.Add(1)
+	for _, f := range frames {
+		if _, err := conn.WriteTo(f, &packet.Addr{HardwareAddr: net.HardwareAddr(f[0:6])}); err != nil {
+			return fmt.Errorf("send announcement: %w", err)
+		}
+		stats.announcements.Add(1)
+	}
 	return nil
 }
 

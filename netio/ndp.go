@@ -228,6 +228,15 @@ func putNA(b []byte, mac, ethDst net.HardwareAddr, target, dst netip.Addr, flags
 // all-nodes with Override set, which makes every neighbour that has an entry
 // for ip replace the MAC in it (RFC 4861 7.2.6).
 func (r *ndpResponder) announce(ip netip.Addr) error {
+	b, err := r.announcement(ip)
+	if err != nil {
+		return err
+	}
+	return sendAnnouncements(r.conn, r.stats, [][]byte{b})
+}
+
+// announcement builds the unsolicited Neighbor Advertisement for ip.
+func (r *ndpResponder) announcement(ip netip.Addr) ([]byte, error) {
 	na := &ndp.NeighborAdvertisement{
 		Override:      true,
 		TargetAddress: ip,
@@ -235,7 +244,7 @@ func (r *ndpResponder) announce(ip netip.Addr) error {
 	}
 	msg, err := ndp.MarshalMessageChecksum(na, ip, allNodes)
 	if err != nil {
-		return fmt.Errorf("build unsolicited NA for %s: %w", ip, err)
+		return nil, fmt.Errorf("build unsolicited NA for %s: %w", ip, err)
 	}
 	hdr := make([]byte, ip6HeaderLen, ip6HeaderLen+len(msg))
 	binary.BigEndian.PutUint32(hdr[0:4], 6<<28)
@@ -252,13 +261,9 @@ func (r *ndpResponder) announce(ip netip.Addr) error {
 	}
 	b, err := f.MarshalBinary()
 	if err != nil {
-		return fmt.Errorf("build unsolicited NA for %s: %w", ip, err)
+		return nil, fmt.Errorf("build unsolicited NA for %s: %w", ip, err)
 	}
-	if _, err := r.conn.WriteTo(b, &packet.Addr{HardwareAddr: allNodesMAC}); err != nil {
-		return fmt.Errorf("send unsolicited NA for %s on %s: %w", ip, r.ifi.name, err)
-	}
-	r.stats.announcements.Add(1)
-	return nil
+	return b, nil
 }
 
 // icmp6Checksum is the ICMPv6 checksum of msg between src and dst (RFC 4443

@@ -397,6 +397,43 @@ func (s *packetSocket) ReadFrom(b []byte) (int, net.Addr, error) {
 	return 0, nil, net.ErrClosed
 }
 
+// announceBatch bounds the frames of one sendmmsg of WriteBatch.
+const announceBatch = 64
+
+// WriteBatch sends whole Ethernet frames out of the bound interface, up to
+// announceBatch with each sendmmsg. It returns how many went out; a frame
+// the kernel refuses ends the batch with its error. It is safe to call
+// concurrently with reads and other writes.
+func (s *packetSocket) WriteBatch(frames [][]byte) (int, error) {
+	if !s.acquire() {
+		return 0, net.ErrClosed
+	}
+	defer s.release()
+	var msgs [announceBatch]mmsghdr
+	var iovs [announceBatch]unix.Iovec
+	sent := 0
+	for sent < len(frames) {
+		chunk := frames[sent:min(len(frames), sent+announceBatch)]
+		for i, f := range chunk {
+			iovs[i].Base = &f[0]
+			iovs[i].SetLen(len(f))
+			msgs[i].hdr.Iov = &iovs[i]
+			msgs[i].hdr.SetIovlen(1)
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd), uintptr(unsafe.Pointer(&msgs[0])),
+			uintptr(len(chunk)), 0, 0, 0)
+		runtime.KeepAlive(chunk)
+		if errno != 0 {
+			return sent, fmt.Errorf("sendmmsg: %w", errno)
+		}
+		if n == 0 {
+			return sent, fmt.Errorf("sendmmsg: nothing sent")
+		}
+		sent += int(n)
+	}
+	return sent, nil
+}
+
 // WriteTo sends the whole Ethernet frame b out of the bound interface. The
 // frame carries its own destination; addr is not consulted (SOCK_RAW
 // packet sockets ignore the link-layer address of sendto too). It is safe

@@ -2,7 +2,7 @@
 # Installs what the tests and the demo need on a Debian/Ubuntu machine, as root,
 # idempotently: Debian packages only when a command is missing (retrying the
 # mirror, which is sometimes unreachable for a minute), then the cached
-# kube-apiserver and kubectl build and the cached Debian root of the booted
+# kube-apiserver, kubectl and kube-proxy build and the cached Debian root of the booted
 # lab nodes. Prints nothing when everything is present.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +24,7 @@ declare -A need=(
 	[systemd-analyze]=systemd
 	[debootstrap]=debootstrap
 	[systemd-nspawn]=systemd-container
+	[nft]=nftables # kube-proxy's nftables mode drives the kernel through it
 )
 missing=()
 # debootstrap (run as root only, below) checks the mirror's signatures with

@@ -15,7 +15,7 @@ import (
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	var path string
-	code, ok := flags("check [--config PATH]", "Validates the configuration file. Exit status 0 and a summary when it is good;\n1 and every problem, each with its field and file:line:col, when it is not.", args, stdout, stderr, configFlag(&path))
+	code, ok := flags("check [--config PATH]", "Validates the configuration file. Exit status 0 and a summary when it is good;\n1 and every problem, each with its field and file:line:col, when it is not.\nWith a reachable API server it also warns when the kubeconfig's credential may\nwrite more than this node's own objects.", args, stdout, stderr, configFlag(&path))
 	if !ok {
 		return code
 	}
@@ -37,6 +37,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, w := range hostWarnings("/") {
 		fmt.Fprintln(stderr, w)
 	}
+	checkCredential(stdout, stderr, c)
 	return 0
 }
 

@@ -27,7 +27,7 @@ func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte("nodeName: n1\npools:\n  - name: lan\n    addresses: [198.51.100.200/29, \"2001:db8:100::/120\"]\n    interface: eth0\n"), 0o644)
+	os.WriteFile(good, []byte("nodeName: n1\nkubeconfig: "+filepath.Join(dir, "absent.kubeconfig")+"\npools:\n  - name: lan\n    addresses: [198.51.100.200/29, \"2001:db8:100::/120\"]\n    interface: eth0\n"), 0o644)
 	os.WriteFile(bad, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.7/24]\n    intreface: eth0\nannounce:\n  count: 0\n"), 0o644)
 	selected := filepath.Join(dir, "selected.yaml")
 	badSelector := filepath.Join(dir, "bad-selector.yaml")
@@ -47,6 +47,7 @@ func TestCheck(t *testing.T) {
 			"pools: 1",
 			"lan  8 IPv4  256 IPv6  on eth0  auto-assign  all namespaces",
 			"addresses: 8 IPv4, 256 IPv6",
+			"credential: check skipped, no API server reachable (kubeconfig " + filepath.Join(dir, "absent.kubeconfig") + " does not exist",
 		}},
 		{args: []string{"check", "--config", bad}, code: 1, stderr: []string{
 			bad + `:3:17: pools[0].addresses[0]: "198.51.100.7/24" has host bits set; did you mean 198.51.100.0/24?`,

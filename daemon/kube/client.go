@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/transport"
 	"k8s.io/client-go/util/flowcontrol"
 )
 
@@ -108,7 +109,7 @@ func Connect(ctx context.Context, path, userAgent string, qps float64, burst int
 			return client, nil
 		}
 		if msg := err.Error(); msg != lastProblem {
-			log.Error("cannot reach the Kubernetes API; retrying", "kubeconfig", path, "err", err)
+			log.Error("cannot reach the Kubernetes API; retrying", append([]any{"kubeconfig", path}, ErrAttrs(err)...)...)
 			lastProblem = msg
 		}
 		select {
@@ -132,6 +133,18 @@ func connect(ctx context.Context, path, userAgent string, qps float64, burst int
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	cfg.UserAgent = userAgent
+	if cfg.BearerTokenFile != "" {
+		// client-go re-reads a tokenFile only when its copy is 50 s old,
+		// also after the API server rejected it. Its resettable token
+		// source re-reads at the next request after a 401 too, so a node
+		// whose token expired is back as soon as a new one is in the file.
+		src := transport.NewCachedFileTokenSource(cfg.BearerTokenFile)
+		if _, err := src.Token(); err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		}
+		cfg.BearerToken, cfg.BearerTokenFile = "", ""
+		cfg.WrapTransport = transport.ResettableTokenSourceWrapTransport(src)
+	}
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(qps), burst, nil
 	if qps > 0 && cfg.QPS == 0 {
 		cfg.QPS = math.SmallestNonzeroFloat32 // a tiny limit is still a limit

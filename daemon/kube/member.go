@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -31,6 +32,10 @@ const (
 	// AnnotationHandover is "<ip> <node>" while the node hands an address
 	// it no longer answers for over to that node, to balance the load.
 	AnnotationHandover = "l2lb.dev/handover"
+	// AnnotationMACs are the MACs of the node's usable links, comma
+	// separated: a peer cut off from the API yields an address only to
+	// a host that announces it with one of these.
+	AnnotationMACs = "l2lb.dev/macs"
 )
 
 // MemberLeasePrefix starts the name of every member Lease: l2lbd-<node>.
@@ -49,6 +54,9 @@ type Member struct {
 	// Handover, if valid, is offered to node HandoverTo.
 	Handover   netip.Addr
 	HandoverTo string
+	// MACs of the node's usable links, as net.HardwareAddr.String writes
+	// them.
+	MACs []string
 }
 
 // ParseMember reads a member Lease. ok is false for Leases that are not
@@ -68,6 +76,11 @@ func ParseMember(l *coordinationv1.Lease) (node string, m Member, ok bool) {
 	for _, s := range strings.Split(a[AnnotationClaims], ",") {
 		if ip, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil {
 			m.Claims = append(m.Claims, ip)
+		}
+	}
+	for _, s := range strings.Split(a[AnnotationMACs], ",") {
+		if mac, err := net.ParseMAC(strings.TrimSpace(s)); err == nil {
+			m.MACs = append(m.MACs, mac.String())
 		}
 	}
 	m.Digest, m.Version = a[AnnotationDigest], a[AnnotationVersion]
@@ -102,6 +115,9 @@ func (m Member) annotations() map[string]string {
 	}
 	if m.Handover.IsValid() {
 		a[AnnotationHandover] = m.Handover.String() + " " + m.HandoverTo
+	}
+	if len(m.MACs) > 0 {
+		a[AnnotationMACs] = strings.Join(slices.Sorted(slices.Values(m.MACs)), ",")
 	}
 	return a
 }
@@ -230,7 +246,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 				h.urgent.Store(true)
 			}
 			if err.Error() != lastErr {
-				h.log.Warn("cannot renew member Lease", "err", err)
+				h.log.Warn("cannot renew member Lease", ErrAttrs(err)...)
 				lastErr = err.Error()
 			}
 			continue
@@ -304,7 +320,7 @@ func (h *Heartbeat) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), max(h.duration, time.Second))
 	defer cancel()
 	if err := h.write(ctx, m); err != nil {
-		h.log.Warn("cannot write the last claims to the member Lease", "err", err)
+		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
 	}
 }
 
@@ -313,7 +329,8 @@ func (h *Heartbeat) flush() {
 func onlyAddsClaims(written, next Member) bool {
 	if len(next.Claims) <= len(written.Claims) || !slices.Equal(written.Pools, next.Pools) ||
 		written.Digest != next.Digest || written.Version != next.Version || written.Leader != next.Leader ||
-		written.Stale != next.Stale || written.Handover != next.Handover || written.HandoverTo != next.HandoverTo {
+		written.Stale != next.Stale || written.Handover != next.Handover || written.HandoverTo != next.HandoverTo ||
+		!slices.Equal(written.MACs, next.MACs) {
 		return false
 	}
 	claimed := make(map[netip.Addr]bool, len(next.Claims))

@@ -11,11 +11,11 @@ import (
 )
 
 func TestMemberRoundTrip(t *testing.T) {
-	m := Member{Pools: []string{"b", "a"}, Claims: []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.7")}, Digest: "d", Version: "v", Leader: true, Stale: true, Handover: netip.MustParseAddr("198.51.100.9"), HandoverTo: "n2"}
+	m := Member{Pools: []string{"b", "a"}, Claims: []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.7")}, Digest: "d", Version: "v", Leader: true, Stale: true, Handover: netip.MustParseAddr("198.51.100.9"), HandoverTo: "n2", MACs: []string{"02:6c:32:00:00:0b", "02:6c:32:00:00:0a"}}
 	holder := "node-1"
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l2lbd-node-1", Annotations: m.annotations()}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
 	node, got, ok := ParseMember(l)
-	want := Member{Pools: []string{"a", "b"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::1")}, Digest: "d", Version: "v", Leader: true, Stale: true, Handover: netip.MustParseAddr("198.51.100.9"), HandoverTo: "n2"}
+	want := Member{Pools: []string{"a", "b"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::1")}, Digest: "d", Version: "v", Leader: true, Stale: true, Handover: netip.MustParseAddr("198.51.100.9"), HandoverTo: "n2", MACs: []string{"02:6c:32:00:00:0a", "02:6c:32:00:00:0b"}}
 	if !ok || node != "node-1" || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q %+v %v, want node-1 %+v", node, got, ok, want)
 	}
@@ -35,6 +35,10 @@ func TestMemberRoundTrip(t *testing.T) {
 	garbled := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l2lbd-node-1", Annotations: map[string]string{AnnotationClaims: "nonsense,,198.51.100.9"}}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
 	if _, m, ok := ParseMember(garbled); !ok || len(m.Claims) != 1 || m.Claims[0] != netip.MustParseAddr("198.51.100.9") {
 		t.Errorf("garbled claims: %+v %v", m, ok)
+	}
+	garbledMACs := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l2lbd-node-1", Annotations: map[string]string{AnnotationMACs: "zz,02:6C:32:00:00:0A,"}}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
+	if _, m, ok := ParseMember(garbledMACs); !ok || !slices.Equal(m.MACs, []string{"02:6c:32:00:00:0a"}) {
+		t.Errorf("garbled MACs: %+v %v", m, ok)
 	}
 	if a := (Member{}).annotations(); a[AnnotationLeader] != "" || a[AnnotationStale] != "" || a[AnnotationHandover] != "" {
 		t.Errorf("a fresh non-leader's Lease says %v", a)

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,14 +51,18 @@ func ptr[T any](v T) *T { return &v }
 // Recorder writes Events about Services in the background, so that no
 // decision waits for the API server. A repeat of an Event (same Service,
 // type, reason and message) within repeatWindow raises the first one's count
-// instead of adding another, as kubectl describe shows it. While the API
-// server is away, Events beyond the queue are dropped, not kept without
-// bound.
+// instead of adding another, as kubectl describe shows it. Events are paced
+// (eventRate): they explain what the status and the logs already say, and
+// must not take the API server from status writes and Lease renewals when
+// thousands of Services change at once (a cold start would write two per
+// Service). Events beyond the queue, and while the API server is away, are
+// dropped, not kept without bound.
 type Recorder struct {
 	client *Client
 	source corev1.EventSource
 	log    *slog.Logger
 	queue  chan *corev1.Event
+	pace   *rate.Limiter
 	// Owned by Run.
 	recent map[repeatKey]*corev1.Event
 	seq    uint32
@@ -71,7 +76,9 @@ type repeatKey struct {
 const (
 	repeatWindow   = 10 * time.Minute
 	maxRecent      = 4096
-	eventQueue     = 1000
+	eventQueue     = 100
+	eventRate      = 5 // Events written per second, after a burst of eventBurst
+	eventBurst     = 20
 	maxMessageSize = 1024 // events.k8s.io's limit; kubectl shows no more
 )
 
@@ -83,6 +90,7 @@ func NewRecorder(client *Client, node string, log *slog.Logger) *Recorder {
 		source: corev1.EventSource{Component: "l2lbd", Host: node},
 		log:    log,
 		queue:  make(chan *corev1.Event, eventQueue),
+		pace:   rate.NewLimiter(eventRate, eventBurst),
 		recent: map[repeatKey]*corev1.Event{},
 	}
 }
@@ -128,8 +136,11 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-r.queue:
+			if r.pace.Wait(ctx) != nil {
+				return
+			}
 			if err := r.write(ctx, ev); err != nil && ctx.Err() == nil {
-				r.log.Warn("cannot write Event", "service", ev.Namespace+"/"+ev.InvolvedObject.Name, "reason", ev.Reason, "err", err)
+				r.log.Warn("cannot write Event", append([]any{"service", ev.Namespace + "/" + ev.InvolvedObject.Name, "reason", ev.Reason}, ErrAttrs(err)...)...)
 			}
 		}
 	}

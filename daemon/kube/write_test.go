@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -113,6 +114,32 @@ func TestRecorderNeverBlocks(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Event blocked with a full queue")
+	}
+}
+
+// TestRecorderPaces: a burst of Events is written at eventRate after
+// eventBurst, and what does not fit in the queue is dropped.
+func TestRecorderPaces(t *testing.T) {
+	client, seen := apiServer(t)
+	r := NewRecorder(client, "node-1", slog.New(slog.DiscardHandler))
+	for i := range 2 * eventQueue {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprint("web-", i)}}
+		r.Event(svc, corev1.EventTypeNormal, "Allocated", "x")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	time.Sleep(time.Second)
+	cancel()
+	<-done
+	// An upper bound only: a slow machine writes fewer, never more.
+	limit := eventBurst + int(eventRate*time.Since(start).Seconds()) + 1
+	if n := len(seen()); n == 0 || n > limit {
+		t.Errorf("%d Events written in %v, want 1 to %d", n, time.Since(start).Round(time.Millisecond), limit)
+	}
+	if left := len(r.queue); left > eventQueue {
+		t.Errorf("%d Events queued, more than the queue holds", left)
 	}
 }
 

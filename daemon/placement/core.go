@@ -44,7 +44,8 @@ func (t Timings) freshFor() time.Duration { return t.Lease * 2 / 3 }
 // Link is one interface of this host, as netio sees it.
 type Link struct {
 	Name     string
-	Usable   bool // up, with carrier, Ethernet: neighbours can reach us here
+	Usable   bool   // up, with carrier, Ethernet: neighbours can reach us here
+	MAC      string // as net.HardwareAddr.String writes it
 	Prefixes []netip.Prefix
 }
 
@@ -58,6 +59,9 @@ type Member struct {
 	// and offers to node HandoverTo, to balance the load.
 	Handover   netip.Addr
 	HandoverTo string
+	// MACs are the hardware addresses of the node's usable links: what a
+	// cut-off peer may yield to (conflict).
+	MACs []string
 }
 
 // LeaseUpdate is a member Lease as it is now in the view.
@@ -196,6 +200,20 @@ const (
 	handoverBackoff = time.Minute
 )
 
+// offerTimeout is how long an offered address waits for its target, which
+// takes it within one write and one watch delivery when healthy. Until
+// then nobody answers for it, so a target that died or froze right after
+// the offer must not keep it dark for a lease duration: the offering node
+// answers for it again.
+func (t Timings) offerTimeout() time.Duration { return t.Renew / 2 }
+
+// offerable: a hand-over goes only to a peer whose renewals this node saw
+// within a renew interval and a half, not to one that merely has not
+// expired yet (it may have died a moment ago).
+func (t Timings) offerable(p *peer, now time.Time) bool {
+	return p.live && now.Sub(p.seenAt) < t.Renew*3/2
+}
+
 // Core is one node's decision state. It is not safe for concurrent use.
 type Core struct {
 	self string
@@ -203,6 +221,7 @@ type Core struct {
 	cfg  *config.Config
 
 	links    []Link
+	macs     []string // of the usable links, published for peers
 	ownPools map[string]bool
 
 	peers    map[string]*peer
@@ -313,6 +332,9 @@ type step struct {
 	dirty map[netip.Addr]bool
 	plan  Plan
 	next  map[netip.Addr]string // owned after this step, once copied
+	// was: the owner this node had placed an address with before this
+	// step, where this step changed it (for the log's reasons).
+	was map[netip.Addr]string
 }
 
 func (s *step) note(level slog.Level, msg string, attrs ...any) {
@@ -339,6 +361,7 @@ func (c *Core) Step(o Observation) Plan {
 		// The interface of what this node answers for may change; other
 		// nodes' choices only if the pools it can serve change.
 		c.links = o.Links
+		c.macs = usableMACs(o.Links)
 		for ip := range c.owned {
 			s.touch(ip)
 		}
@@ -385,9 +408,9 @@ func (c *Core) Step(o Observation) Plan {
 		s.full = true // what settling held back is taken now
 	}
 	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || c.writeLapsed)
+	c.endHandover(s)
 	nodes := c.nodeList()
 	c.decideLeader(s, nodes, settling, stale)
-	c.endHandover(s)
 	c.place(s, nodes, settling)
 	if !c.frozen && !settling && c.cfg.Placement.Rebalance {
 		c.rebalance(s, nodes)
@@ -742,9 +765,12 @@ func (c *Core) conflict(s *step, cf Conflict) {
 	if _, ours := s.owned(c)[cf.IP]; !ours {
 		return
 	}
-	if c.frozen {
+	if c.frozen && c.peerMAC(cf.MAC) {
 		// Cut off from the API, this node cannot know better than a peer
-		// that took the address over: yield.
+		// that took the address over: yield. Only to a peer: a foreign
+		// host announcing the address (a forged ARP) proves nothing, and
+		// yielding to it would let one frame silence every address while
+		// the API is down.
 		if !c.yielded[cf.IP] {
 			c.yielded[cf.IP] = true
 			s.touch(cf.IP)
@@ -770,6 +796,29 @@ func (c *Core) conflict(s *step, cf Conflict) {
 		svcs = slices.Clone(a.services)
 	}
 	s.plan.Conflicts = append(s.plan.Conflicts, ConflictReport{Conflict: cf, Services: svcs})
+}
+
+// peerMAC reports whether mac is one of a peer's links, as its Lease last
+// said.
+func (c *Core) peerMAC(mac string) bool {
+	for _, p := range c.peers {
+		if slices.Contains(p.member.MACs, mac) {
+			return true
+		}
+	}
+	return false
+}
+
+// usableMACs are the MACs of the usable links, sorted, once each.
+func usableMACs(links []Link) []string {
+	var out []string
+	for _, l := range links {
+		if l.Usable && l.MAC != "" {
+			out = append(out, l.MAC)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // forgetConflicts forgets the reports older than conflictQuiet.
@@ -845,6 +894,12 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 		if a, ok := c.addrs[ip]; ok {
 			addr := c.address(ip, a)
 			owner, offered = Owner(nodes, &addr), addr.OfferedTo == c.self
+		}
+		if old, ok := c.owners[ip]; ok && old != owner {
+			if s.was == nil {
+				s.was = map[netip.Addr]string{}
+			}
+			s.was[ip] = old
 		}
 		c.setOwner(ip, owner)
 		// Settling holds back new addresses until the view has every
@@ -999,7 +1054,10 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	c.nextShed = s.now.Add(c.t.Renew)
 	var best netip.Addr
 	var target string
-	room := func(node string) bool { return c.count[node]+1 <= fair }
+	room := func(node string) bool {
+		p := c.peers[node]
+		return c.count[node]+1 <= fair && p != nil && c.t.offerable(p, s.now)
+	}
 	for ip := range s.owned(c) {
 		a, ok := c.addrs[ip]
 		if !ok {
@@ -1024,26 +1082,35 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 }
 
 // endHandover ends the hand-over in flight once a peer claims the address.
-// After a lease duration without one (the target could not take it: its
-// view differs, it froze, it has no interface), the offer is withdrawn and
-// the address placed by the ordinary rule, which every node agrees on; and
-// nothing is offered for a while, so that an address is not offered, left
-// unanswered and offered again in turn.
+// If the target has not taken it within offerTimeout, or stopped being
+// live, the offer is withdrawn and this node claims the address again (the
+// ordinary rule keeps an address with its claimant); and nothing is
+// offered for a while, so that an address is not offered, left unanswered
+// and offered again in turn. It runs before the node list is built, so
+// that the claim counts in this step's decisions.
 func (c *Core) endHandover(s *step) {
 	ip := c.handover
 	if !ip.IsValid() {
 		return
 	}
 	taken := c.claimedByPeer(ip)
-	if !taken && s.now.Sub(c.handoverAt) < c.t.Lease {
+	target := c.peers[c.handoverTo]
+	if !taken && s.now.Sub(c.handoverAt) < c.t.offerTimeout() && target != nil && target.live {
 		return
 	}
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	s.touch(ip)
-	if !taken {
-		s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip)
-		c.nextShed = s.now.Add(handoverBackoff)
+	if taken {
+		return
 	}
+	c.nextShed = s.now.Add(handoverBackoff)
+	if iface, ok := c.interfaceFor(ip); ok && !c.frozen && c.addrs[ip] != nil {
+		s.own(c, ip, iface)
+		c.claims[ip] = true
+		s.note(slog.LevelWarn, "hand-over not taken; answering for the address again", "ip", ip)
+		return
+	}
+	s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip)
 }
 
 // fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can
@@ -1102,7 +1169,7 @@ func (c *Core) finish(s *step, stale bool) {
 			if c.contested(ip) {
 				s.plan.PublishMayWait = false
 			}
-			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(ip))
+			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(s, ip))
 			var svcs []ipam.Key
 			if a := c.addrs[ip]; a != nil {
 				svcs = slices.Clone(a.services)
@@ -1127,7 +1194,7 @@ func (c *Core) finish(s *step, stale bool) {
 	s.plan.AnswerUntil = c.answerUntil
 
 	pub := Member{Pools: c.publish.Pools, Claims: c.publish.Claims, Leader: c.leading, Stale: stale,
-		Handover: c.handover, HandoverTo: c.handoverTo}
+		Handover: c.handover, HandoverTo: c.handoverTo, MACs: c.macs}
 	if s.full || !c.started {
 		pub.Pools = slices.Sorted(maps.Keys(c.ownPools))
 	}
@@ -1136,7 +1203,7 @@ func (c *Core) finish(s *step, stale bool) {
 	}
 	s.plan.PublishChanged = !c.started || !slices.Equal(pub.Pools, c.publish.Pools) || !slices.Equal(pub.Claims, c.publish.Claims) ||
 		pub.Leader != c.publish.Leader || pub.Stale != c.publish.Stale ||
-		pub.Handover != c.publish.Handover || pub.HandoverTo != c.publish.HandoverTo
+		pub.Handover != c.publish.Handover || pub.HandoverTo != c.publish.HandoverTo || !slices.Equal(pub.MACs, c.publish.MACs)
 	c.publish = pub
 	s.plan.Publish = pub
 	s.plan.Healthy = !c.frozen
@@ -1162,7 +1229,7 @@ func (c *Core) wake(now time.Time) time.Duration {
 		wake = min(wake, c.settleUntil.Sub(now))
 	}
 	if c.handover.IsValid() {
-		wake = min(wake, c.handoverAt.Add(c.t.Lease).Sub(now))
+		wake = min(wake, c.handoverAt.Add(c.t.offerTimeout()).Sub(now))
 	}
 	return max(wake, time.Millisecond)
 }
@@ -1177,26 +1244,33 @@ func (c *Core) contested(ip netip.Addr) bool {
 	return false
 }
 
-// takeoverReason says why this node takes ip over.
-func (c *Core) takeoverReason(ip netip.Addr) string {
-	var prev string
-	for name, p := range c.peers {
-		if p.claims[ip] {
-			prev = name
+// takeoverReason says why this node takes ip over: what became of the
+// node it had placed ip with, else of a peer that still claims it.
+func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
+	prev := s.was[ip]
+	if prev == "" || prev == c.self {
+		for name, p := range c.peers {
+			if p.claims[ip] {
+				prev = name
+			}
 		}
 	}
-	if prev == "" {
+	if prev == "" || prev == c.self {
 		return "new address, nobody claims it, or this node just started"
 	}
-	p := c.peers[prev]
+	p, known := c.peers[prev]
 	f := c.nodes[prev]
 	switch {
+	case !known:
+		return fmt.Sprintf("node %s deleted its Lease (stopped gracefully)", prev)
 	case !p.live:
 		return fmt.Sprintf("node %s stopped renewing its Lease", prev)
 	case !f.ready:
 		return fmt.Sprintf("node %s is not Ready", prev)
 	case f.excluded:
 		return fmt.Sprintf("node %s is excluded from load balancers", prev)
+	case p.member.Handover == ip && p.member.HandoverTo == c.self:
+		return fmt.Sprintf("node %s handed it over to balance the load", prev)
 	case c.addrs[ip] != nil && c.unselected[prev][c.addrs[ip].pool]:
 		return fmt.Sprintf("node %s no longer matches the nodeSelector of pool %s", prev, c.addrs[ip].pool)
 	}

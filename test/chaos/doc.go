@@ -36,6 +36,11 @@
 // while another answers, within a renew interval of resuming (it cannot
 // have won anything back by then).
 //
+// All through the faults a host of its own sends hostile frames (malformed
+// ARP and NDP, requests in a node's own name, forged claims from foreign
+// MACs; hostile.go): none may be answered, no daemon may crash, and a
+// daemon reports a forged claim once a minute, not once per frame.
+//
 // TestChaos is the short run of `make test` (fixed seeds, three nodes);
 // TestSoakChaos is the long one of `make soak` (random seed, five nodes,
 // $L2LB_SOAK long; $L2LB_CHAOS_SEED replays a seed).

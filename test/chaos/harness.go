@@ -88,9 +88,13 @@ func run(t *testing.T, o options) {
 	time.Sleep(2 * tm.lease) // settled: claims written, answering
 	resources := h.measure()
 
+	hostileCtx, stopHostile := context.WithCancel(context.Background())
+	waitHostile := h.startHostile(hostileCtx)
 	start := time.Now()
 	h.inject(start, sched)
 	faultsEnd := time.Now()
+	stopHostile()
+	hostile, hostileErr := waitHostile()
 	h.facts.logEvent(-1, "last fault ended")
 	converged, convergeErr := h.converge(faultsEnd, tm.converge())
 	// A little more answering after convergence shows it holds.
@@ -109,6 +113,8 @@ func run(t *testing.T, o options) {
 		addrs: h.prober.Addrs(), logOf: h.prober.Log, start: start, end: end}
 	c.checkAll()
 	h.violations = append(h.violations, c.violations...)
+	h.violations = append(h.violations, checkConflictLines(logs, names)...)
+	h.checkHostile(hostile, hostileErr, faultsEnd)
 	if convergeErr != nil {
 		h.report(violation{invariant: "4: convergence", at: faultsEnd.Add(tm.converge()), what: convergeErr.Error()})
 	}

@@ -311,7 +311,7 @@ func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (w
 // client times requests out after 15 s, so the watch is resumed from the
 // last version seen.
 func watchLeaseWrites(b testing.TB, l *lab.Lab) func() map[string][]time.Time {
-	leases := l.Client.CoordinationV1().Leases("kube-system")
+	leases := l.Client.CoordinationV1().Leases(lab.LeaseNamespace)
 	list, err := leases.List(ctxBg, metav1.ListOptions{})
 	if err != nil {
 		b.Fatalf("list Leases: %v", err)

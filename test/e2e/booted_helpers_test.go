@@ -59,6 +59,21 @@ func share(t *testing.T, m *lab.Machine, src string) string {
 	return shareData(t, m, filepath.Base(src), data)
 }
 
+// shareCredential shares the recipe's kubeconfig and the machine's own token
+// (examples/kubeconfig.md) and returns the shell commands that install them
+// as the recipe says, for the group l2lbd.
+func shareCredential(t *testing.T, m *lab.Machine, kubeconfig string) string {
+	t.Helper()
+	kc := share(t, m, kubeconfig)
+	data, err := os.ReadFile(lab.RecipeToken(kubeconfig, m.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := shareData(t, m, "l2lbd.token", data)
+	return "install -D -m 0640 -o root -g l2lbd " + kc + " /etc/l2lb/kubeconfig && " +
+		"install -D -m 0640 -o root -g l2lbd " + tok + " " + lab.RecipeTokenPath
+}
+
 // shareData writes data as name into the machine's share and returns its
 // path inside the machine.
 func shareData(t *testing.T, m *lab.Machine, name string, data []byte) string {

@@ -54,10 +54,11 @@ func TestBootedNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	installCredential := map[*lab.Machine]string{}
 	for _, m := range machines {
 		share(t, m, deb1)
 		share(t, m, deb2)
-		share(t, m, kubeconfig)
+		installCredential[m] = shareCredential(t, m, kubeconfig)
 		shareData(t, m, "pools.yaml", []byte(operatorPools))
 		shareData(t, m, "pools2.yaml", []byte(operatorPools2))
 		shareData(t, m, "broken.yaml", []byte(brokenPools))
@@ -70,7 +71,7 @@ func TestBootedNodes(t *testing.T) {
 	if got := sh(t, m0, 10*time.Second, "systemctl is-enabled l2lbd || true; systemctl is-active l2lbd || true"); got != "disabled\ninactive\n" {
 		t.Fatalf("unconfigured node after install: is-enabled, is-active = %q, want disabled, inactive", got)
 	}
-	sh(t, m0, 30*time.Second, "install -D -m 0640 -o root -g l2lbd "+lab.SharePath+"/l2lbd.kubeconfig /etc/l2lb/kubeconfig; "+
+	sh(t, m0, 30*time.Second, installCredential[m0]+"; "+
 		fmt.Sprintf(installConfig, lab.SharePath+"/pools.yaml")+"; l2lbd check >/dev/null; systemctl enable --now l2lbd")
 	checkRunning(t, m0)
 	// Alone, node-0 leads IPAM: its STATUS says so once it does.
@@ -80,7 +81,7 @@ func TestBootedNodes(t *testing.T) {
 	waitStatusText(t, m0, "config ok (digest "+checkDigest(t, m0)+"); IPAM leader; answering for 0 IPs here")
 
 	step("install on a prepared node (kubeconfig in place): the shipped config starts, serving nothing")
-	sh(t, m1, 2*time.Minute, "groupadd --system l2lbd; install -D -m 0640 -o root -g l2lbd "+lab.SharePath+"/l2lbd.kubeconfig /etc/l2lb/kubeconfig; "+
+	sh(t, m1, 2*time.Minute, "groupadd --system l2lbd; "+installCredential[m1]+"; "+
 		"apt-get install -y "+deb1In)
 	if got := sh(t, m1, 10*time.Second, "systemctl is-enabled l2lbd"); got != "enabled\n" {
 		t.Fatalf("prepared node after install: is-enabled = %q, want enabled", got)
@@ -154,7 +155,7 @@ func TestBootedNodes(t *testing.T) {
 	}
 	wantJournal(t, owner, "6", `msg="l2lbd starting"`, "version="+newer)
 	lab.WaitFor(t, 10*time.Second, "member Lease of "+owner.Name+" at version "+newer, func(ctx context.Context) bool {
-		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
+		lease, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, kube.MemberLeasePrefix+owner.Name, metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
@@ -202,8 +203,8 @@ func TestBootedNodes(t *testing.T) {
 	answerer(t, l, machines, ip, peer)
 	waitStatusTextHas(t, peer, "; IPAM leader; answering for 1 IPs here")
 	if got := sh(t, owner, 10*time.Second, "dpkg-query -W -f '${db:Status-Abbrev}' l2lb; echo; systemctl is-active l2lbd || true; "+
-		"test ! -e /usr/bin/l2lbd && echo binary gone; ls /etc/l2lb"); got != "rc \ninactive\nbinary gone\nkubeconfig\nl2lbd.yaml\n" {
-		t.Errorf("%s after remove = %q, want package rc (config files), daemon inactive, binary gone, kubeconfig and l2lbd.yaml kept", owner.Name, got)
+		"test ! -e /usr/bin/l2lbd && echo binary gone; ls /etc/l2lb"); got != "rc \ninactive\nbinary gone\nkubeconfig\nl2lbd.yaml\ntoken\n" {
+		t.Errorf("%s after remove = %q, want package rc (config files), daemon inactive, binary gone, kubeconfig, l2lbd.yaml and token kept", owner.Name, got)
 	}
 
 	step("purge: the configuration and the credential go, the system user stays")

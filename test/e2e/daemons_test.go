@@ -84,7 +84,7 @@ func ipamLeader(t testing.TB, l *lab.Lab) string {
 	t.Helper()
 	var leader string
 	lab.WaitFor(t, 20*time.Second, "one IPAM leader", func(ctx context.Context) bool {
-		list, err := l.Client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
+		list, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false
 		}

@@ -131,7 +131,7 @@ func waitMembers(t testing.TB, l *lab.Lab) {
 	t.Helper()
 	lab.WaitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
 		for _, n := range l.Nodes {
-			if _, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
+			if _, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
 				return false
 			}
 		}
@@ -179,7 +179,7 @@ func TestRollingRestart(t *testing.T) {
 		}
 		d.start(t)
 		lab.WaitFor(t, 20*time.Second, d.node.Name+" back", func(ctx context.Context) bool {
-			lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+d.node.Name, metav1.GetOptions{})
+			lease, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, "l2lbd-"+d.node.Name, metav1.GetOptions{})
 			return err == nil && lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < time.Second
 		})
 		time.Sleep(3 * time.Second) // fresh and settled, as an upgrade's health check waits
@@ -224,7 +224,7 @@ func countMoves(t testing.TB, l *lab.Lab) (*int, func()) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			list, err := l.Client.CoordinationV1().Leases("kube-system").List(ctxBg, metav1.ListOptions{})
+			list, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).List(ctxBg, metav1.ListOptions{})
 			if err != nil {
 				continue
 			}
@@ -264,7 +264,7 @@ func TestLoneNodeRestart(t *testing.T) {
 	if err := d.proc.Wait(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctxBg, kube.MemberLeasePrefix+d.node.Name, metav1.GetOptions{})
+	lease, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctxBg, kube.MemberLeasePrefix+d.node.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the lone node's Lease after a graceful stop: %v", err)
 	}

@@ -277,7 +277,7 @@ func TestCutOffLeader(t *testing.T) {
 
 	l.Restore(cut)
 	lab.WaitFor(t, 20*time.Second, "the returning node's Lease renewed", func(ctx context.Context) bool {
-		lease, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+cut.Name, metav1.GetOptions{})
+		lease, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, "l2lbd-"+cut.Name, metav1.GetOptions{})
 		return err == nil && lease.Spec.RenewTime != nil && time.Since(lease.Spec.RenewTime.Time) < time.Second
 	})
 	if now := ipamLeader(t, l); now == leader {

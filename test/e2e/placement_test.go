@@ -99,7 +99,7 @@ func placementLab(t *testing.T, nodes int, extra string) (*lab.Lab, []*daemon) {
 	// present (and stay, by design); tests want the full cluster.
 	lab.WaitFor(t, 20*time.Second, "every node's member Lease", func(ctx context.Context) bool {
 		for _, n := range l.Nodes {
-			if _, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
+			if _, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, "l2lbd-"+n.Name, metav1.GetOptions{}); err != nil {
 				return false
 			}
 		}
@@ -260,7 +260,7 @@ func waitOwnerNot(t testing.TB, l *lab.Lab, ip netip.Addr, not string) *lab.Node
 // claims reads every member Lease's claims: address -> node.
 func claims(t testing.TB, l *lab.Lab) map[netip.Addr]string {
 	t.Helper()
-	list, err := l.Client.CoordinationV1().Leases("kube-system").List(ctxBg, metav1.ListOptions{})
+	list, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).List(ctxBg, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestSpreadAndStability(t *testing.T) {
 	d3 := &daemon{node: n3, config: writeConfig(t, n3, defaultPools, "")}
 	d3.start(t)
 	lab.WaitFor(t, 20*time.Second, "node-3's member Lease", func(ctx context.Context) bool {
-		_, err := l.Client.CoordinationV1().Leases("kube-system").Get(ctx, "l2lbd-"+n3.Name, metav1.GetOptions{})
+		_, err := l.Client.CoordinationV1().Leases(lab.LeaseNamespace).Get(ctx, "l2lbd-"+n3.Name, metav1.GetOptions{})
 		return err == nil
 	})
 	time.Sleep(3 * time.Second) // several renew intervals: any move would have happened

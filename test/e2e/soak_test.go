@@ -60,7 +60,7 @@ const (
 )
 
 // grantLoneCluster creates the lone cluster's Lease namespace and lets
-// l2lbd's ServiceAccount use it: the example RBAC covers kube-system only.
+// l2lbd's ServiceAccount use it: the example RBAC covers l2lb-system only.
 func grantLoneCluster(t *testing.T, l *lab.Lab) {
 	t.Helper()
 	if _, err := l.Client.CoreV1().Namespaces().Create(ctxBg, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "l2lb-lone"}}, metav1.CreateOptions{}); err != nil {
@@ -75,7 +75,7 @@ func grantLoneCluster(t *testing.T, l *lab.Lab) {
 	if _, err := l.Client.RbacV1().RoleBindings("l2lb-lone").Create(ctxBg, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "l2lbd"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "l2lbd"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "kube-system", Name: "l2lbd"}},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: lab.ServiceAccountNamespace, Name: lab.ServiceAccountName}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -105,14 +105,14 @@ func TestSoakBootedNoFalseFreezes(t *testing.T) {
 		m := l.Boot(t, n)
 		machines = append(machines, m)
 		share(t, m, deb)
-		share(t, m, kubeconfig)
+		installCredential := shareCredential(t, m, kubeconfig)
 		config := operatorPools
 		if i == 3 {
 			config = lonePools + loneCluster
 		}
 		shareData(t, m, "l2lbd.yaml", []byte(config))
 		sh(t, m, 2*time.Minute, "apt-get install -y "+lab.SharePath+"/"+filepath.Base(deb)+
-			" && install -D -m 0640 -o root -g l2lbd "+lab.SharePath+"/l2lbd.kubeconfig /etc/l2lb/kubeconfig"+
+			" && "+installCredential+
 			" && "+fmt.Sprintf(installConfig, lab.SharePath+"/l2lbd.yaml")+" && systemctl enable --now l2lbd")
 	}
 	for _, m := range machines {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and kubectl of one Kubernetes version from the Go module
+# Builds kube-apiserver, kubectl and kube-proxy of one Kubernetes version from the Go module
 # proxy and caches them by version. Prints the cache directory holding the binaries.
 #
 # k8s.io/kubernetes cannot be required plainly: its go.mod replaces every staging
@@ -10,7 +10,7 @@ set -euo pipefail
 
 version=${KUBE_VERSION:-v1.35.4}
 cache=${L2LB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/l2lb}/kube-$version
-bins=(kube-apiserver kubectl)
+bins=(kube-apiserver kubectl kube-proxy)
 
 have_all() {
 	for b in "${bins[@]}"; do [ -x "$cache/$b" ] || return 1; done
@@ -42,6 +42,7 @@ package kubebin
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 go mod tidy >&2

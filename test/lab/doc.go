@@ -19,8 +19,21 @@
 // frames from one, counting what is answered.
 //
 // [Start] adds etcd and kube-apiserver (built by test/kubebin/build.sh), the
-// RBAC of examples/rbac.yaml, a kubeconfig per node carrying a token of the
-// kube-system/l2lbd ServiceAccount, and Ready Node objects.
+// RBAC and admission policies of examples/rbac.yaml (applied with kubectl,
+// as a user does; it creates namespace l2lb-system), Ready Node objects, and
+// a kubeconfig per node that reads, through tokenFile, a token of the
+// l2lb-system/l2lbd ServiceAccount bound to that node's Node object.
+//
+// [Lab.AddPods] puts pods behind every node: network namespaces on a bridge
+// cni0 in the node, with addresses from the node's /24 of 198.18.0.0/15
+// (the benchmarking range, which exists only inside the node namespaces),
+// each running an HTTP server that answers the pod's name; the nodes forward
+// and route each other's pod ranges. [Lab.StartKubeProxy] then runs a real
+// kube-proxy (nftables mode, built with kube-apiserver) on every node, so a
+// Service address l2lbd announces reaches the pods as in a cluster. Tests
+// about netio alone use the stand-in instead ([Lab.ServeHTTP] and
+// [NS.BindOnLo]): the Service address on the node's lo and a server on the
+// node itself.
 //
 // [Net.StartProber] is a client on the segment that asks for a set of
 // addresses over and over (ARP and NDP) and records which MAC answers when,
@@ -40,6 +53,6 @@
 // by the next lab and by `make lab-clean`.
 //
 // Everything needs root and the tools ip, arping, ndisc6 and curl (plus etcd
-// for Start, and debootstrap and systemd-nspawn for Boot); without them the lab fails the test and says so, it never
+// for Start, nft for StartKubeProxy, and debootstrap and systemd-nspawn for Boot); without them the lab fails the test and says so, it never
 // skips.
 package lab

@@ -35,10 +35,12 @@ import (
 // kubectl, built by test/kubebin/build.sh.
 const KubeVersion = "v1.35.4"
 
-// The daemon's identity, as in examples/rbac.yaml.
+// The daemon's identity and the namespace of its Leases, as in
+// examples/rbac.yaml.
 const (
-	ServiceAccountNamespace = "kube-system"
+	ServiceAccountNamespace = "l2lb-system"
 	ServiceAccountName      = "l2lbd"
+	LeaseNamespace          = "l2lb-system"
 )
 
 // Options configure Start.
@@ -67,13 +69,15 @@ type Lab struct {
 }
 
 // Node is a node namespace with its Kubernetes Node object and a kubeconfig
-// holding a token of ServiceAccount kube-system/l2lbd, bound to the RBAC of
-// examples/rbac.yaml. Name is the Node object's name; the namespace's name
-// is NS.Name.
+// that reads, through tokenFile, a token of ServiceAccount l2lb-system/l2lbd
+// bound to that Node object, as examples/kubeconfig.md makes it; the RBAC and
+// admission policies of examples/rbac.yaml apply to it. Name is the Node
+// object's name; the namespace's name is NS.Name.
 type Node struct {
 	*NS
 	Name       string // Node object name: node-<i>, also the daemon's nodeName
 	Kubeconfig string // file
+	TokenFile  string // the token the kubeconfig reads; rewrite it to rotate
 
 	kubectl string
 }
@@ -313,7 +317,7 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *s
 	sw.lap("kube-apiserver")
 
 	l.AdminKubeconfig = f("admin.kubeconfig")
-	if err := writeKubeconfig(l.AdminKubeconfig, l.API, l.pki.caPEM, "lab-admin", l.pki.adminToken); err != nil {
+	if err := writeKubeconfig(l.AdminKubeconfig, l.API, l.pki.caPEM, "lab-admin", &clientcmdapi.AuthInfo{Token: l.pki.adminToken}); err != nil {
 		return err
 	}
 	cfg := l.restConfig(l.pki.adminToken)
@@ -322,12 +326,13 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The API server creates kube-system right after it is ready.
+	// The API server creates its own namespaces right after it is ready;
+	// tests use default and look at kube-system.
 	if err := poll(ctx, func() error {
-		_, err := l.Client.CoreV1().Namespaces().Get(ctx, ServiceAccountNamespace, metav1.GetOptions{})
+		_, err := l.Client.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
 		return err
 	}); err != nil {
-		return fmt.Errorf("namespace %s: %w", ServiceAccountNamespace, err)
+		return fmt.Errorf("namespace kube-system: %w", err)
 	}
 	// The example RBAC, applied with the real client, is what tests exercise.
 	if out, err := command(ctx, nil, l.Kubectl, "--kubeconfig", l.AdminKubeconfig, "apply", "-f", rbac); err != nil {
@@ -353,11 +358,11 @@ func (l *Lab) restConfig(token string) *rest.Config {
 }
 
 // writeKubeconfig writes what examples/kubeconfig.md's recipe produces: one
-// cluster with the CA embedded, one token user, one context.
-func writeKubeconfig(path, server string, caPEM []byte, user, token string) error {
+// cluster with the CA embedded, one user, one context.
+func writeKubeconfig(path, server string, caPEM []byte, user string, auth *clientcmdapi.AuthInfo) error {
 	cfg := clientcmdapi.Config{
 		Clusters:       map[string]*clientcmdapi.Cluster{"lab": {Server: server, CertificateAuthorityData: caPEM}},
-		AuthInfos:      map[string]*clientcmdapi.AuthInfo{user: {Token: token}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{user: auth},
 		Contexts:       map[string]*clientcmdapi.Context{user: {Cluster: "lab", AuthInfo: user}},
 		CurrentContext: user,
 	}
@@ -473,32 +478,58 @@ func poll(ctx context.Context, fn func() error) error {
 }
 
 // addKubeNode gives a node namespace its Node object (Ready, with both
-// InternalIPs) and a kubeconfig with its own token of kube-system/l2lbd.
+// InternalIPs) and a kubeconfig reading a token of l2lb-system/l2lbd bound to
+// that Node from a file.
 func (l *Lab) addKubeNode(ns *NS) (*Node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	i := strings.LastIndex(ns.Name, "-n")
 	n := &Node{NS: ns, Name: "node-" + ns.Name[i+2:], kubectl: l.Kubectl}
 	n.Kubeconfig = filepath.Join(l.run.dir, n.Name+".kubeconfig")
+	n.TokenFile = filepath.Join(l.run.dir, n.Name+".token")
 
-	// TokenRequest, what `kubectl create token` does; a day outlives any test.
-	tr, err := l.Client.CoreV1().ServiceAccounts(ServiceAccountNamespace).CreateToken(ctx, ServiceAccountName,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(24 * 3600))}},
-		metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("token for %s: %w", n.Name, err)
-	}
-	if err := writeKubeconfig(n.Kubeconfig, l.API, l.pki.caPEM, ServiceAccountName, tr.Status.Token); err != nil {
+	if err := l.createNode(ctx, n.Name, ns); err != nil {
 		return nil, err
 	}
-
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-		Name:   n.Name,
-		Labels: map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux"},
-	}}
-	node, err = l.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	token, err := l.NodeToken(ctx, n.Name)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		return nil, err
+	}
+	if err := os.WriteFile(n.TokenFile, []byte(token), 0o600); err != nil {
+		return nil, fmt.Errorf("token for %s: %w", n.Name, err)
+	}
+	if err := writeKubeconfig(n.Kubeconfig, l.API, l.pki.caPEM, ServiceAccountName, &clientcmdapi.AuthInfo{TokenFile: n.TokenFile}); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// NodeToken returns a new token of l2lb-system/l2lbd bound to the Node
+// object named node, what `kubectl create token --bound-object-kind Node`
+// asks for; a day outlives any test.
+func (l *Lab) NodeToken(ctx context.Context, node string) (string, error) {
+	tr, err := l.Client.CoreV1().ServiceAccounts(ServiceAccountNamespace).CreateToken(ctx, ServiceAccountName,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr(int64(24 * 3600)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: node},
+		}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s: %w", node, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// createNode creates the Node object name, Ready, with the namespace's
+// addresses.
+func (l *Lab) createNode(ctx context.Context, name string, ns *NS) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:   name,
+		Labels: map[string]string{corev1.LabelHostname: name, corev1.LabelOSStable: "linux"},
+	}}
+	node, err := l.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
 	}
 	now := metav1.Now()
 	node.Status = corev1.NodeStatus{
@@ -510,13 +541,38 @@ func (l *Lab) addKubeNode(ns *NS) (*Node, error) {
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: ns.IPv4.String()},
 			{Type: corev1.NodeInternalIP, Address: ns.IPv6.String()},
-			{Type: corev1.NodeHostName, Address: n.Name},
+			{Type: corev1.NodeHostName, Address: name},
 		},
 	}
 	if _, err := l.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		return nil, fmt.Errorf("node %s status: %w", n.Name, err)
+		return fmt.Errorf("node %s status: %w", name, err)
 	}
-	return n, nil
+	return nil
+}
+
+// RecreateNode deletes the Node object of n and creates it again, Ready: a
+// new object with a new UID, so every token bound to the old one is
+// rejected from now on, as when a node is decommissioned and rejoins.
+func (l *Lab) RecreateNode(n *Node) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Client.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil {
+		l.t.Fatalf("lab: RecreateNode(%s): %v", n.Name, err)
+	}
+	err := poll(ctx, func() error {
+		_, err := l.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+	if err == nil {
+		err = l.createNode(ctx, n.Name, n.NS)
+	}
+	if err != nil {
+		l.t.Fatalf("lab: RecreateNode(%s): %v", n.Name, err)
+	}
 }
 
 // SetNodeReady sets the Ready condition of Node name through the status

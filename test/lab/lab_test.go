@@ -269,14 +269,14 @@ func TestLab(t *testing.T) {
 			lease := filepath.Join(t.TempDir(), "lease.yaml")
 			os.WriteFile(lease, []byte("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: l2lbd-probe\n"), 0o644)
 			for _, n := range l.Nodes {
-				if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:kube-system:l2lbd" {
+				if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:l2lb-system:l2lbd" {
 					t.Errorf("%s: whoami = %q, %v", n.Name, out, err)
 				}
 				for _, args := range [][]string{
 					{"get", "services", "-A"},
 					{"get", "nodes"},
 					{"get", "endpointslices", "-A"},
-					{"-n", "kube-system", "get", "leases"},
+					{"-n", "l2lb-system", "get", "leases"},
 				} {
 					if out, err := n.Kubectl(ctx, args...); err != nil {
 						t.Errorf("%s: kubectl %v: %v\n%s", n.Name, args, err, out)
@@ -293,7 +293,10 @@ func TestLab(t *testing.T) {
 					{[]string{"watch", "nodes"}, "yes"},
 					{[]string{"create", "events"}, "yes"},
 					{[]string{"patch", "events.events.k8s.io"}, "yes"},
-					{[]string{"-n", "kube-system", "delete", "leases"}, "yes"},
+					{[]string{"-n", "l2lb-system", "delete", "leases"}, "yes"},
+					{[]string{"-n", "l2lb-system", "patch", "leases"}, "no"},
+					{[]string{"-n", "kube-system", "delete", "leases"}, "no"},
+					{[]string{"-n", "kube-system", "create", "leases"}, "no"},
 					{[]string{"update", "services"}, "no"},
 					{[]string{"delete", "services"}, "no"},
 					{[]string{"update", "nodes"}, "no"},
@@ -322,12 +325,18 @@ func TestLab(t *testing.T) {
 					}
 				}
 			}
+			// Admission: a node writes only its own member Lease.
 			n := l.Nodes[0]
-			if out, err := n.Kubectl(ctx, "-n", "kube-system", "create", "-f", lease); err != nil {
-				t.Errorf("create lease in kube-system: %v\n%s", err, out)
+			own := filepath.Join(t.TempDir(), "own.yaml")
+			os.WriteFile(own, []byte("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: l2lbd-"+n.Name+"\n"), 0o644)
+			if out, err := n.Kubectl(ctx, "-n", "l2lb-system", "create", "-f", own); err != nil {
+				t.Errorf("create own member Lease: %v\n%s", err, out)
 			}
-			if out, err := n.Kubectl(ctx, "-n", "kube-system", "delete", "lease", "l2lbd-probe"); err != nil {
-				t.Errorf("delete lease in kube-system: %v\n%s", err, out)
+			if out, err := n.Kubectl(ctx, "-n", "l2lb-system", "delete", "lease", "l2lbd-"+n.Name); err != nil {
+				t.Errorf("delete own member Lease: %v\n%s", err, out)
+			}
+			if out, err := n.Kubectl(ctx, "-n", "l2lb-system", "create", "-f", lease); err == nil || !strings.Contains(string(out), "may write only its own member Lease") {
+				t.Errorf("create Lease l2lbd-probe = %v, want refused by l2lbd-member-lease:\n%s", err, out)
 			}
 		}
 
@@ -507,8 +516,10 @@ func TestKubeconfigRecipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := l.Nodes[0]
-	n.Kubeconfig = kubeconfig
-	if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || string(out) != "system:serviceaccount:kube-system:l2lbd" {
+	if n.Kubeconfig, err = RecipeKubeconfigFor(kubeconfig, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Kubectl(ctx, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.extra.authentication\\.kubernetes\\.io/node-name}"); err != nil || string(out) != `system:serviceaccount:l2lb-system:l2lbd ["`+n.Name+`"]` {
 		t.Errorf("whoami with the recipe's kubeconfig = %q, %v", out, err)
 	}
 	if out, err := n.Kubectl(ctx, "get", "services", "-A"); err != nil {

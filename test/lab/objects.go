@@ -181,33 +181,9 @@ func (l *Lab) setEndpoints(ctx context.Context, svc *corev1.Service, nodeNames [
 	if len(families) == 0 {
 		families = []corev1.IPFamily{corev1.IPv4Protocol}
 	}
-	var ports []discoveryv1.EndpointPort
-	for _, p := range svc.Spec.Ports {
-		port := p.TargetPort.IntVal
-		if p.TargetPort.Type != intstr.Int || port == 0 {
-			port = p.Port
-		}
-		ports = append(ports, discoveryv1.EndpointPort{Name: ptr(p.Name), Protocol: ptr(p.Protocol), Port: ptr(port)})
-	}
 	var errs []error
 	for _, fam := range families {
-		addrType, name := discoveryv1.AddressTypeIPv4, svc.Name+"-lab-ipv4"
-		if fam == corev1.IPv6Protocol {
-			addrType, name = discoveryv1.AddressTypeIPv6, svc.Name+"-lab-ipv6"
-		}
-		slice := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: svc.Namespace,
-				Name:      name,
-				Labels: map[string]string{
-					discoveryv1.LabelServiceName: svc.Name,
-					discoveryv1.LabelManagedBy:   ManagedBy,
-				},
-			},
-			AddressType: addrType,
-			Ports:       ports,
-			Endpoints:   []discoveryv1.Endpoint{},
-		}
+		var eps []discoveryv1.Endpoint
 		for _, nodeName := range nodeNames {
 			node := l.Node(nodeName)
 			if node == nil {
@@ -217,26 +193,62 @@ func (l *Lab) setEndpoints(ctx context.Context, svc *corev1.Service, nodeNames [
 			if fam == corev1.IPv6Protocol {
 				addr = node.IPv6
 			}
-			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-				Addresses:  []string{addr.String()},
-				Conditions: discoveryv1.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
-				NodeName:   ptr(nodeName),
-			})
+			eps = append(eps, readyEndpoint(addr, nodeName))
 		}
-		slices := l.Client.DiscoveryV1().EndpointSlices(svc.Namespace)
-		old, err := slices.Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			_, err = slices.Create(ctx, slice, metav1.CreateOptions{})
-		case err == nil:
-			slice.ResourceVersion = old.ResourceVersion
-			_, err = slices.Update(ctx, slice, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
+		errs = append(errs, l.writeSlice(ctx, svc, fam, eps))
 	}
 	return errors.Join(errs...)
+}
+
+func readyEndpoint(addr netip.Addr, nodeName string) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{
+		Addresses:  []string{addr.String()},
+		Conditions: discoveryv1.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
+		NodeName:   ptr(nodeName),
+	}
+}
+
+// writeSlice creates or replaces the lab's EndpointSlice of one IP family
+// of the Service, with the Service's ports as target ports.
+func (l *Lab) writeSlice(ctx context.Context, svc *corev1.Service, fam corev1.IPFamily, eps []discoveryv1.Endpoint) error {
+	var ports []discoveryv1.EndpointPort
+	for _, p := range svc.Spec.Ports {
+		port := p.TargetPort.IntVal
+		if p.TargetPort.Type != intstr.Int || port == 0 {
+			port = p.Port
+		}
+		ports = append(ports, discoveryv1.EndpointPort{Name: ptr(p.Name), Protocol: ptr(p.Protocol), Port: ptr(port)})
+	}
+	addrType, name := discoveryv1.AddressTypeIPv4, svc.Name+"-lab-ipv4"
+	if fam == corev1.IPv6Protocol {
+		addrType, name = discoveryv1.AddressTypeIPv6, svc.Name+"-lab-ipv6"
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace,
+			Name:      name,
+			Labels: map[string]string{
+				discoveryv1.LabelServiceName: svc.Name,
+				discoveryv1.LabelManagedBy:   ManagedBy,
+			},
+		},
+		AddressType: addrType,
+		Ports:       ports,
+		Endpoints:   append([]discoveryv1.Endpoint{}, eps...),
+	}
+	slices := l.Client.DiscoveryV1().EndpointSlices(svc.Namespace)
+	old, err := slices.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = slices.Create(ctx, slice, metav1.CreateOptions{})
+	case err == nil:
+		slice.ResourceVersion = old.ResourceVersion
+		_, err = slices.Update(ctx, slice, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 // ServeHTTP runs the kube-proxy stand-in on the node: an HTTP server on
@@ -244,16 +256,24 @@ func (l *Lab) setEndpoints(ctx context.Context, svc *corev1.Service, nodeNames [
 // included) answering the node name, so a client can tell who served it.
 func (l *Lab) ServeHTTP(n *Node) {
 	l.t.Helper()
+	if err := l.serveName(n.NS, n.Name); err != nil {
+		l.t.Fatalf("lab: ServeHTTP %s: %v", n.Name, err)
+	}
+}
+
+// serveName runs an HTTP server on port 80 of every address in ns that
+// answers name, until the test ends.
+func (l *Lab) serveName(ns *NS, name string) error {
 	var ln net.Listener
-	err := n.Do(func() error {
+	err := ns.Do(func() error {
 		var err error
 		ln, err = net.Listen("tcp", ":80")
 		return err
 	})
 	if err != nil {
-		l.t.Fatalf("lab: ServeHTTP %s: %v", n.Name, err)
+		return err
 	}
-	body := n.Name + "\n"
+	body := name + "\n"
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
@@ -272,6 +292,7 @@ func (l *Lab) ServeHTTP(n *Node) {
 	}
 	l.run.addCloser(stop)
 	l.t.Cleanup(stop)
+	return nil
 }
 
 // BindOnLo puts ips on the namespace's lo, where kube-proxy in IPVS mode or

@@ -295,7 +295,8 @@ func (p *Prober) receive(ctx context.Context) {
 		at := kernelTime(oob[:oobn])
 		sll, _ := from.(*unix.SockaddrLinklayer)
 		outgoing := sll != nil && sll.Pkttype == unix.PACKET_OUTGOING
-		p.record(buf[:n], outgoing, at)
+		toUs := sll != nil && sll.Pkttype == unix.PACKET_HOST
+		p.record(buf[:n], outgoing, toUs, at)
 	}
 }
 
@@ -377,10 +378,16 @@ func classify(f []byte, outgoing bool) (frameKind, netip.Addr, string) {
 	return frameOther, netip.Addr{}, ""
 }
 
-func (p *Prober) record(f []byte, outgoing bool, at time.Time) {
+// record files a frame. A reply counts as an answer only when it is
+// addressed to the client: anything broadcast (a forged gratuitous ARP
+// reply, say) is an announcement, which the client did not ask for.
+func (p *Prober) record(f []byte, outgoing, toUs bool, at time.Time) {
 	kind, ip, mac := classify(f, outgoing)
 	if kind == frameOther {
 		return
+	}
+	if kind == frameReply && !toUs {
+		kind = frameAnnouncement
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
