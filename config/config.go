@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // DefaultPath is where packages install the configuration file.
@@ -63,6 +66,10 @@ type Pool struct {
 	// Namespaces, when non-empty, are the only namespaces whose Services may
 	// use this pool.
 	Namespaces []string
+	// NodeSelector, when set, restricts the nodes that may announce the
+	// pool's addresses to those whose Node labels it matches (SelectsNode).
+	NodeSelector *metav1.LabelSelector
+	selector     labels.Selector // NodeSelector compiled by Parse
 }
 
 // Placement configures how addresses are spread over the nodes.

@@ -14,6 +14,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte(minimal))
+	f.Add([]byte(minimal + "    nodeSelector: {matchLabels: {a: b}, matchExpressions: [{key: k, operator: In, values: [x]}, {key: j, operator: Exists}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data, "host")
 		if err != nil {

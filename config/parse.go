@@ -131,6 +131,9 @@ func Parse(file string, data []byte, hostname string) (*Config, error) {
 		})
 		return nil, errors.Join(problems...)
 	}
+	if err := compileSelectors(&c); err != nil {
+		return nil, &Problem{File: file, Msg: err.Error()} // validated above; kept as a guard
+	}
 	return &c, nil
 }
 
@@ -508,6 +511,7 @@ func (d *decoder) pool(n *yaml.Node, path string) Pool {
 		"autoAssign":    d.boolean(&p.AutoAssign),
 		"avoidBuggyIPs": d.boolean(&p.AvoidBuggyIPs),
 		"namespaces":    d.strings(&p.Namespaces),
+		"nodeSelector":  d.labelSelector(&p.NodeSelector),
 	})
 	return p
 }

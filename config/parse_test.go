@@ -105,6 +105,17 @@ func TestParseErrors(t *testing.T) {
 		{"interface too long", pool("interfaces: [abcdefghijklmnop]\n"), []string{`f.yaml:4:14: interfaces[0]: interface name "abcdefghijklmnop" is longer than 15 characters`}},
 		{"interface twice", pool("interfaces: [eth0, eth0]\n"), []string{`f.yaml:4:20: interfaces[1]: "eth0" is listed twice (also interfaces[0])`}},
 		{"namespace label", pool("    namespaces: [Default]\n"), []string{`f.yaml:4:18: pools[0].namespaces[0]: "Default" is not valid: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`}},
+		{"selector not mapping", pool("    nodeSelector: lb\n"), []string{`f.yaml:4:19: pools[0].nodeSelector: want a mapping of fields, got str "lb"`}},
+		{"selector unknown", pool("    nodeSelector:\n      matchLabel: {a: b}\n"), []string{`f.yaml:5:7: pools[0].nodeSelector.matchLabel: unknown field; did you mean "matchLabels"?`}},
+		{"selector label key", pool("    nodeSelector:\n      matchLabels: {\"-bad\": x}\n"), []string{`f.yaml:5:29: pools[0].nodeSelector.matchLabels.-bad: label key "-bad" is not valid: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')`}},
+		{"selector label value", pool("    nodeSelector:\n      matchLabels:\n        zone: \"a b\"\n"), []string{`f.yaml:6:15: pools[0].nodeSelector.matchLabels.zone: label value "a b" is not valid: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`}},
+		{"selector label null", pool("    nodeSelector:\n      matchLabels:\n        lb:\n"), []string{`f.yaml:6:12: pools[0].nodeSelector.matchLabels.lb: want a label value (write "" for an empty one), got null`}},
+		{"selector label number", pool("    nodeSelector:\n      matchLabels: {rack: 7}\n"), []string{`f.yaml:5:27: pools[0].nodeSelector.matchLabels.rack: want a string, got int "7"`}},
+		{"selector operator", pool("    nodeSelector:\n      matchExpressions:\n        - {key: zone, operator: in, values: [a]}\n"), []string{`f.yaml:6:33: pools[0].nodeSelector.matchExpressions[0].operator: "in" is not an operator; want In, NotIn, Exists or DoesNotExist`}},
+		{"selector no operator", pool("    nodeSelector:\n      matchExpressions:\n        - key: zone\n"), []string{`f.yaml:6:11: pools[0].nodeSelector.matchExpressions[0]: key and operator (In, NotIn, Exists or DoesNotExist) are required`}},
+		{"selector In without values", pool("    nodeSelector:\n      matchExpressions:\n        - {key: zone, operator: In}\n"), []string{"f.yaml:6:11: pools[0].nodeSelector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"}},
+		{"selector Exists with values", pool("    nodeSelector:\n      matchExpressions:\n        - {key: zone, operator: Exists, values: [a]}\n"), []string{"f.yaml:6:49: pools[0].nodeSelector.matchExpressions[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"}},
+		{"selector empty key", pool("    nodeSelector:\n      matchExpressions:\n        - {operator: Exists}\n"), []string{`f.yaml:6:11: pools[0].nodeSelector.matchExpressions[0]: key and operator (In, NotIn, Exists or DoesNotExist) are required`}},
 		{"autoAssign not bool", pool("    autoAssign: yes\n"), []string{`f.yaml:4:17: pools[0].autoAssign: want true or false, got str "yes"`}},
 		{"renew too small", pool("coordination:\n  renewInterval: 10ms\n  leaseDuration: 1s\n"), []string{"f.yaml:5:18: coordination.renewInterval: must be at least 100ms, got 10ms"}},
 		{"renew negative", pool("coordination:\n  renewInterval: -1s\n"), []string{"f.yaml:5:18: coordination.renewInterval: must be at least 100ms, got -1s"}},
@@ -169,6 +180,11 @@ pools:
     autoAssign: false
     avoidBuggyIPs: true
     namespaces: [default, web]
+    nodeSelector:
+      matchLabels: {node-role.kubernetes.io/lb: ""}
+      matchExpressions:
+        - {key: topology.kubernetes.io/zone, operator: In, values: [a, b]}
+        - {key: l2lb.dev/drain, operator: DoesNotExist}
   - name: b
     addresses: [198.51.100.21/32]
 coordination: {namespace: l2lb, renewInterval: 100ms, leaseDuration: 200ms}
@@ -202,6 +218,27 @@ kubeconfig: ~
 	}
 	if p, ok := c.PoolFor(netip.MustParseAddr("198.51.100.21")); !ok || p.Name != "b" {
 		t.Errorf("PoolFor(198.51.100.21) = %v, %v", p, ok)
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"node-role.kubernetes.io/lb": "", "topology.kubernetes.io/zone": "a"}, true},
+		{map[string]string{"node-role.kubernetes.io/lb": "", "topology.kubernetes.io/zone": "c"}, false},
+		{map[string]string{"node-role.kubernetes.io/lb": "", "topology.kubernetes.io/zone": "b", "l2lb.dev/drain": "1"}, false},
+		{map[string]string{"topology.kubernetes.io/zone": "a"}, false},
+		{nil, false},
+	} {
+		if got := c.Pools[0].SelectsNode(tc.labels); got != tc.want {
+			t.Errorf("pools[0].SelectsNode(%v) = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+	if !c.Pools[1].SelectsNode(nil) {
+		t.Error("a pool without nodeSelector must select every node")
+	}
+	built := Pool{NodeSelector: c.Pools[0].NodeSelector} // not compiled by Parse
+	if !built.SelectsNode(map[string]string{"node-role.kubernetes.io/lb": "", "topology.kubernetes.io/zone": "b"}) {
+		t.Error("a Pool built in code must match too")
 	}
 	if c.Pools[0].AllowsNamespace("kube-system") || !c.Pools[1].AllowsNamespace("kube-system") {
 		t.Error("AllowsNamespace wrong")

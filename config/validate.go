@@ -144,6 +144,7 @@ func (v *validator) pools(c *Config) {
 			}
 			ns[n] = true
 		}
+		v.selector(path+".nodeSelector", p.NodeSelector)
 	}
 	v.overlaps(spans)
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,8 @@ type allocator struct {
 	// reported is the last failure reported per Service, so a Service that
 	// stays unallocatable gets one Event, not one per resync.
 	reported map[ipam.Key]string
+	// use is the latest decision's pool use, for metrics.
+	use atomic.Pointer[poolUse]
 	// pending holds the statuses this leader wrote that its informer has not
 	// shown yet. Until it does, the write counts as the Service's status:
 	// deciding from the stale object would hand its address to another.
@@ -195,6 +198,7 @@ func (a *allocator) reconcile(ctx context.Context) int {
 		}
 	}
 	res := ipam.Allocate(cfg.Pools, snapshot)
+	a.use.Store(useOf(cfg, res))
 	for _, s := range snapshot {
 		if want := res.Assigned[s.Key]; !slices.Equal(want, s.Current) {
 			writes = append(writes, statusWrite{svc: byKey[s.Key], key: s.Key, have: s.Current, want: want})
@@ -284,6 +288,27 @@ func (a *allocator) announceChange(svc *corev1.Service, key ipam.Key, want []net
 		a.log.Info("allocated", "service", key, "ips", joinIPs(want))
 		a.recorder.Eventf(svc, corev1.EventTypeNormal, reasonAllocated, "Assigned %s", joinIPs(want))
 	}
+}
+
+// poolUse is what one decision gives out: addresses per pool, and the
+// Services that get none they need.
+type poolUse struct {
+	used    map[string]int
+	pending int
+}
+
+func useOf(cfg *config.Config, res ipam.Result) *poolUse {
+	u := &poolUse{used: map[string]int{}, pending: len(res.Failed)}
+	seen := map[netip.Addr]bool{} // shared addresses count once
+	for _, ips := range res.Assigned {
+		for _, ip := range ips {
+			if p, ok := cfg.PoolFor(ip); ok && !seen[ip] {
+				seen[ip] = true
+				u.used[p.Name]++
+			}
+		}
+	}
+	return u
 }
 
 func allInPools(cfg *config.Config, ips []netip.Addr) bool {

@@ -103,6 +103,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	connecting, connected := context.WithCancel(ctx)
 	wg.Go(func() { life.connecting(connecting) })
+	countAPIErrors()
 	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, cfg.Kubernetes.QPS, cfg.Kubernetes.Burst, log)
 	connected()
 	if err != nil {
@@ -142,7 +143,8 @@ func Run(ctx context.Context, opts Options) error {
 	})
 	placer.netio = announcer
 	if addr := cfg.Metrics.Address; addr != "" {
-		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats}
+		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats, apiErrors: apiErrs,
+			config: w.Current, use: alloc.use.Load}
 		wg.Go(func() { serveMetrics(ctx, addr, m, log) })
 	}
 

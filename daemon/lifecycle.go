@@ -45,6 +45,7 @@ type lifecycle struct {
 	loopAt    atomic.Int64           // unix nanoseconds of the placer's last decision
 
 	reloadsOK, reloadsRefused atomic.Uint64
+	decisions                 atomic.Uint64
 
 	// mu orders the status messages: each one is computed from the latest
 	// facts and sent while it is held, so an older line never follows a
@@ -192,6 +193,7 @@ func (l *lifecycle) reloaded(r config.Reload) {
 // and its view is fresh or frozen. The first one means the daemon serves:
 // config loaded, informers synced, responders running.
 func (l *lifecycle) decided(n int, frozen bool) {
+	l.decisions.Add(1)
 	l.loopAt.Store(time.Now().UnixNano())
 	l.answering.Store(int64(n))
 	l.frozen.Store(frozen)

@@ -379,7 +379,7 @@ func (p *placer) nodeUpdate(name string) placement.NodeUpdate {
 	if !ok {
 		return placement.NodeUpdate{Name: name, Deleted: true}
 	}
-	u := placement.NodeUpdate{Name: name}
+	u := placement.NodeUpdate{Name: name, Labels: n.Labels}
 	_, u.Excluded = n.Labels[excludeLabel]
 	for _, c := range n.Status.Conditions {
 		u.Ready = u.Ready || c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue

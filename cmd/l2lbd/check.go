@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/l2lb/l2lb/config"
 )
 
@@ -80,7 +82,11 @@ func summarize(w io.Writer, path string, c *config.Config) {
 		if len(p.Namespaces) > 0 {
 			ns = "namespaces " + strings.Join(p.Namespaces, ",")
 		}
-		fmt.Fprintf(tw, "  %s\t%s IPv4\t%s IPv6\t%s\t%s\t%s\n", p.Name, p4, p6, iface, assign, ns)
+		nodes := ""
+		if p.NodeSelector != nil {
+			nodes = "\tnodes " + metav1.FormatLabelSelector(p.NodeSelector)
+		}
+		fmt.Fprintf(tw, "  %s\t%s IPv4\t%s IPv6\t%s\t%s\t%s%s\n", p.Name, p4, p6, iface, assign, ns, nodes)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "addresses: %s IPv4, %s IPv6\n", v4, v6)

@@ -26,6 +26,10 @@ const usage = `l2lbd — Layer 2 load balancer for Kubernetes LoadBalancer Servi
 Usage:
   l2lbd run     [--config PATH]   run the daemon (as systemd does)
   l2lbd check   [--config PATH]   validate the configuration file and summarize it
+  l2lbd status  [--config PATH] [--kubeconfig PATH] [-o table|json]
+                                  show the cluster as l2lb sees it (exit 1: needs attention)
+  l2lbd import  --from openelb|metallb FILE...
+                                  turn OpenELB Eips or MetalLB pools into an l2lbd.yaml
   l2lbd version                   print the version
 
 Run "l2lbd COMMAND --help" for a command's flags.
@@ -50,6 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "import":
+		return cmdImport(args[1:], stdout, stderr)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -29,6 +29,10 @@ func TestCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(good, []byte("nodeName: n1\nkubeconfig: "+filepath.Join(dir, "absent.kubeconfig")+"\npools:\n  - name: lan\n    addresses: [198.51.100.200/29, \"2001:db8:100::/120\"]\n    interface: eth0\n"), 0o644)
 	os.WriteFile(bad, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.7/24]\n    intreface: eth0\nannounce:\n  count: 0\n"), 0o644)
+	selected := filepath.Join(dir, "selected.yaml")
+	badSelector := filepath.Join(dir, "bad-selector.yaml")
+	os.WriteFile(selected, []byte("nodeName: n1\npools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n    nodeSelector:\n      matchLabels: {lb: \"yes\"}\n      matchExpressions: [{key: zone, operator: NotIn, values: [c]}]\n"), 0o644)
+	os.WriteFile(badSelector, []byte("pools:\n  - name: lan\n    addresses: [198.51.100.200/29]\n    nodeSelector:\n      matchExpressions:\n        - {key: zone, operator: In}\n"), 0o644)
 
 	tests := []struct {
 		args       []string
@@ -51,9 +55,19 @@ func TestCheck(t *testing.T) {
 			bad + ":6:10: announce.count: must be between 1 and 100, got 0",
 			bad + ": 3 problem(s); not valid",
 		}},
+		{args: []string{"check", "--config", selected}, code: 0, stdout: []string{
+			"lan  8 IPv4  0 IPv6  any interface  auto-assign  all namespaces  nodes lb=yes,zone notin (c)",
+		}},
+		{args: []string{"check", "--config", badSelector}, code: 1, stderr: []string{
+			badSelector + ":6:11: pools[0].nodeSelector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+		}},
 		{args: []string{"check", "--config", filepath.Join(dir, "missing.yaml")}, code: 1, stderr: []string{"no such file or directory"}},
 		{args: []string{"check", "--help"}, code: 0, stdout: []string{"Usage: l2lbd check", "-config string", "/etc/l2lb/l2lbd.yaml"}},
 		{args: []string{"run", "--help"}, code: 0, stdout: []string{"Usage: l2lbd run", "SIGHUP reloads"}},
+		{args: []string{"status", "--help"}, code: 0, stdout: []string{"Usage: l2lbd status", "-kubeconfig string", "-o string"}},
+		{args: []string{"status", "--config", good, "-o", "yaml"}, code: 2, stderr: []string{`-o "yaml": want table or json`}},
+		{args: []string{"status", "--config", bad}, code: 2, stderr: []string{"announce.count: must be between 1 and 100"}},
+		{args: []string{"status", "--config", good, "--kubeconfig", filepath.Join(dir, "missing.kubeconfig")}, code: 2, stderr: []string{"l2lbd status: kubeconfig ", "missing.kubeconfig"}},
 		{args: []string{"version", "--help"}, code: 0, stdout: []string{"Usage: l2lbd version"}},
 		{args: []string{"version"}, code: 0, stdout: []string{"l2lbd "}},
 		{args: []string{"--help"}, code: 0, stdout: []string{"l2lbd check   [--config PATH]"}},
@@ -192,5 +206,60 @@ func BenchmarkCheck1000Pools(b *testing.B) {
 		if err != nil || !strings.Contains(string(out), "addresses: 128000 IPv4, 256000 IPv6") {
 			b.Fatalf("check failed: %v\n%s", err, out)
 		}
+	}
+}
+
+// TestImportCommand: import's output passes check; bad input and results
+// that would not pass are refused with the exit status the help promises.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	testdata := filepath.Join("internal", "migrate", "testdata")
+	overlap := filepath.Join(dir, "overlap.yaml")
+	os.WriteFile(overlap, []byte("apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [198.51.100.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [198.51.100.8/29]}\n---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: all}\n"), 0o644)
+	broken := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(broken, []byte("kind: [\n"), 0o644)
+	tests := []struct {
+		args           []string
+		code           int
+		stdout, stderr []string
+	}{
+		{[]string{"import", "--from", "metallb", filepath.Join(testdata, "metallb-pools.yaml"), filepath.Join(testdata, "metallb-adverts.yaml")}, 0,
+			[]string{"  - name: lan\n", "          values: [\"edge-1\", \"edge-2\"]\n"}, []string{"IPAddressPool bgp-only: no L2Advertisement announces it"}},
+		{[]string{"import", "--from", "openelb", filepath.Join(testdata, "openelb-eips.yaml")}, 0,
+			[]string{"serveUnclassed: false\n", "  - name: eip-lan\n"}, []string{"Eip eip-bgp: protocol bgp; l2lb does Layer 2 only; skipped"}},
+		{[]string{"import", "--from", "metallb", overlap}, 1, nil, []string{"pools[1].addresses[0]: 198.51.100.8/29 overlaps 198.51.100.0/28", "does not pass l2lbd check"}},
+		{[]string{"import", "--from", "kube-vip", overlap}, 2, nil, []string{`--from "kube-vip": want openelb or metallb`}},
+		{[]string{"import", "--from", "metallb"}, 2, nil, []string{"name at least one FILE"}},
+		{[]string{"import", "--from", "metallb", filepath.Join(dir, "missing.yaml")}, 2, nil, []string{"no such file or directory"}},
+		{[]string{"import", "--from", "metallb", broken}, 2, nil, []string{broken + ": yaml: line 1: did not find expected node content"}},
+		{[]string{"import", "--help"}, 0, []string{"Usage: l2lbd import --from openelb|metallb FILE..."}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			for _, want := range tc.stdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+				}
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+				}
+			}
+			if code == 0 && tc.args[1] != "--help" {
+				// What was printed is a file check accepts.
+				out := filepath.Join(t.TempDir(), "l2lbd.yaml")
+				os.WriteFile(out, stdout.Bytes(), 0o644)
+				var cout, cerr bytes.Buffer
+				if c := run([]string{"check", "--config", out}, &cout, &cerr); c != 0 {
+					t.Errorf("l2lbd check of the output: exit %d\n%s", c, &cerr)
+				}
+			}
+		})
 	}
 }

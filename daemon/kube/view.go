@@ -414,7 +414,7 @@ func strip(obj any) (any, error) {
 			}
 		}
 	case *corev1.Node:
-		// Only readiness and the exclusion label matter.
+		// Only readiness and the labels (exclusion, pool nodeSelectors) matter.
 		o.Annotations = nil
 		o.Spec = corev1.NodeSpec{}
 		var ready []corev1.NodeCondition

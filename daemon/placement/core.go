@@ -77,7 +77,9 @@ type LeaseUpdate struct {
 type NodeUpdate struct {
 	Name            string
 	Ready, Excluded bool
-	Deleted         bool
+	// Labels are matched against the pools' nodeSelectors.
+	Labels  map[string]string
+	Deleted bool
 }
 
 // ServiceUpdate is a Service (nil when deleted) and the nodes that have a
@@ -229,6 +231,12 @@ type Core struct {
 	services map[ipam.Key]*service
 	addrs    map[netip.Addr]*address
 
+	// labels and unselected (the pools whose nodeSelector a node fails,
+	// see Node.Unselected) are per node; unselected is recomputed when the
+	// labels or the config change, never per decision.
+	labels     map[string]map[string]string
+	unselected map[string]map[string]bool
+
 	owned   map[netip.Addr]string // answered now: address -> interface
 	claims  map[netip.Addr]bool   // owned's keys, for placement
 	yielded map[netip.Addr]bool   // given up to a peer while frozen
@@ -304,6 +312,8 @@ func NewCore(self string, t Timings) *Core {
 		ownPools:   map[string]bool{},
 		peers:      map[string]*peer{},
 		nodes:      map[string]nodeFacts{},
+		labels:     map[string]map[string]string{},
+		unselected: map[string]map[string]bool{},
 		services:   map[ipam.Key]*service{},
 		addrs:      map[netip.Addr]*address{},
 		owned:      map[netip.Addr]string{},
@@ -440,6 +450,9 @@ func (c *Core) lapse(s *step) {
 
 func (c *Core) setConfig(s *step, cfg *config.Config) {
 	c.cfg = cfg
+	for name, l := range c.labels {
+		c.unselected[name] = unselectedPools(cfg, l)
+	}
 	clear(c.addrs)
 	for k, svc := range c.services {
 		svc.addrs = c.addressesOf(svc.svc)
@@ -504,17 +517,44 @@ func (c *Core) setNode(s *step, u NodeUpdate) {
 	old, known := c.nodes[u.Name]
 	if u.Deleted {
 		delete(c.nodes, u.Name)
+		delete(c.labels, u.Name)
+		delete(c.unselected, u.Name)
 		_, member := c.peers[u.Name]
 		s.full = s.full || known && (member || u.Name == c.self)
 		return
 	}
 	f := nodeFacts{ready: u.Ready, excluded: u.Excluded}
 	c.nodes[u.Name] = f
+	relabelled := false
+	if l, seen := c.labels[u.Name]; !seen || !maps.Equal(l, u.Labels) {
+		c.labels[u.Name] = u.Labels
+		un := unselectedPools(c.cfg, u.Labels)
+		relabelled = !maps.Equal(un, c.unselected[u.Name])
+		c.unselected[u.Name] = un
+	}
 	// Only members (this node, or a peer with a Lease) are placed on.
 	_, member := c.peers[u.Name]
 	if member || u.Name == c.self {
-		s.full = s.full || !known || old != f
+		s.full = s.full || !known || old != f || relabelled
 	}
+}
+
+// unselectedPools names the pools whose nodeSelector a Node with these
+// labels fails; nil when it fails none.
+func unselectedPools(cfg *config.Config, labels map[string]string) map[string]bool {
+	if cfg == nil {
+		return nil
+	}
+	var out map[string]bool
+	for i := range cfg.Pools {
+		if p := &cfg.Pools[i]; !p.SelectsNode(labels) {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[p.Name] = true
+		}
+	}
+	return out
 }
 
 func (c *Core) setLease(s *step, u LeaseUpdate) {
@@ -825,7 +865,7 @@ func (c *Core) forgetConflicts(now time.Time) {
 func (c *Core) nodeList() []Node {
 	node := func(name string) Node {
 		f := c.nodes[name]
-		return Node{Name: name, Ready: f.ready, Excluded: f.excluded}
+		return Node{Name: name, Ready: f.ready, Excluded: f.excluded, Unselected: c.unselected[name]}
 	}
 	out := make([]Node, 0, len(c.peers)+1)
 	for name, p := range c.peers {
@@ -1268,6 +1308,8 @@ func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
 		return fmt.Sprintf("node %s is excluded from load balancers", prev)
 	case p.member.Handover == ip && p.member.HandoverTo == c.self:
 		return fmt.Sprintf("node %s handed it over to balance the load", prev)
+	case c.addrs[ip] != nil && c.unselected[prev][c.addrs[ip].pool]:
+		return fmt.Sprintf("node %s no longer matches the nodeSelector of pool %s", prev, c.addrs[ip].pool)
 	}
 	return fmt.Sprintf("node %s is no longer eligible (endpoints, pools or claims changed)", prev)
 }
@@ -1282,6 +1324,9 @@ func (c *Core) dropReason(ip netip.Addr) string {
 	case ip == c.handover:
 		return "handed over to balance the load"
 	case c.owners[ip] != "" && c.owners[ip] != c.self:
+		if a := c.addrs[ip]; a != nil && c.unselected[c.self][a.pool] {
+			return "this node no longer matches the nodeSelector of pool " + a.pool + "; node " + c.owners[ip] + " answers for it now"
+		}
 		return "node " + c.owners[ip] + " answers for it now"
 	case c.addrs[ip] == nil:
 		return "its Service is gone or no longer served"

@@ -50,17 +50,51 @@ placement: {rebalance: %v}
 	return cfg
 }
 
+// selectorConfig is testConfig with pool lan announced only from nodes
+// labelled lb=yes.
+func selectorConfig(t *testing.T) *config.Config {
+	t.Helper()
+	y := `nodeName: a
+pools:
+  - name: lan
+    addresses: [198.51.100.200-198.51.100.231]
+    nodeSelector: {matchLabels: {lb: "yes"}}
+  - name: other
+    addresses: [198.51.100.240-198.51.100.241]
+    autoAssign: false
+placement: {rebalance: false}
+`
+	cfg, err := config.Parse("test.yaml", []byte(y), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// lbNodes are Ready Nodes labelled lb=yes.
+func lbNodes(names ...string) []NodeUpdate {
+	var out []NodeUpdate
+	for _, n := range names {
+		out = append(out, NodeUpdate{Name: n, Ready: true, Labels: map[string]string{"lb": "yes"}})
+	}
+	return out
+}
+
 var eth0 = []Link{{Name: "eth0", Usable: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
 
 func newSim(t *testing.T, rebalance bool) *sim {
 	return &sim{t: t, c: NewCore("a", timings), now: time.Unix(1000, 0), cfg: testConfig(t, rebalance)}
 }
 
-// start is the first step: config, links, Nodes a, b, c Ready, and o's
-// content (Services, Leases).
+// start is the first step: config, links, Nodes a, b, c Ready (unless o
+// gives them), and o's content (Services, Leases).
 func (s *sim) start(o Observation) Plan {
 	o.Config, o.Links, o.NewLinks = s.cfg, eth0, true
-	o.Nodes = append(o.Nodes, NodeUpdate{Name: "a", Ready: true}, NodeUpdate{Name: "b", Ready: true}, NodeUpdate{Name: "c", Ready: true})
+	for _, name := range []string{"a", "b", "c"} {
+		if !slices.ContainsFunc(o.Nodes, func(u NodeUpdate) bool { return u.Name == name }) {
+			o.Nodes = append(o.Nodes, NodeUpdate{Name: name, Ready: true})
+		}
+	}
 	return s.step(o)
 }
 
@@ -883,6 +917,69 @@ func TestCoreTransitions(t *testing.T) {
 			check: func(t *testing.T, s *sim, p Plan) {
 				if s.c.PeerCanTakeOver() {
 					t.Error("b, which cannot serve lan, counts as able to take over")
+				}
+			},
+		},
+		{
+			name: "nodeSelector: this node stops matching: it hands its address over at once",
+			run: func(t *testing.T, s *sim) Plan {
+				s.cfg = selectorConfig(t)
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}, Nodes: lbNodes("a", "b", "c")})
+				s.fresh(lease("b"), lease("c"))
+				if !slices.Contains(s.answering(), x) {
+					t.Fatalf("answering %v before the relabel, want %s", s.answering(), x)
+				}
+				s.advance(200 * time.Millisecond)
+				return s.step(Observation{Nodes: []NodeUpdate{{Name: "a", Ready: true, Labels: map[string]string{"zone": "z"}}}})
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.PublishChanged {
+					t.Error("the dropped claim is not published")
+				}
+				if !strings.Contains(fmt.Sprint(p.Notes), "no longer matches the nodeSelector of pool lan") {
+					t.Errorf("notes %v: want the reason", p.Notes)
+				}
+			},
+		},
+		{
+			name: "nodeSelector: a peer stops matching: this node takes its address over without waiting for its Lease",
+			run: func(t *testing.T, s *sim) Plan {
+				s.cfg = selectorConfig(t)
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}, Nodes: lbNodes("a", "b", "c")})
+				s.fresh(lease("b", z), lease("c"))
+				s.advance(200 * time.Millisecond)
+				// b's Lease still claims z: only its labels changed.
+				return s.step(Observation{Nodes: []NodeUpdate{{Name: "b", Ready: true}}})
+			},
+			want: []string{z},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if len(p.Announced) != 1 || !strings.Contains(fmt.Sprint(p.Notes), "node b no longer matches the nodeSelector of pool lan") {
+					t.Errorf("announced %v, notes %v: want the takeover and its reason", p.Announced, p.Notes)
+				}
+			},
+		},
+		{
+			name: "nodeSelector: a node without labels never announces the pool",
+			run: func(t *testing.T, s *sim) Plan {
+				s.cfg = selectorConfig(t)
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				return s.fresh(lease("b"), lease("c"))
+			},
+			want: []string{},
+		},
+		{
+			name: "nodeSelector: a config edit that adds one moves the address",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}, Nodes: []NodeUpdate{{Name: "b", Ready: true, Labels: map[string]string{"lb": "yes"}}}})
+				s.fresh(lease("b"), lease("c"))
+				s.advance(200 * time.Millisecond)
+				return s.step(Observation{Config: selectorConfig(t)})
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if got := s.c.owners[netip.MustParseAddr(x)]; got != "b" {
+					t.Errorf("owner %q, want b, the only node the selector matches", got)
 				}
 			},
 		},

@@ -36,6 +36,9 @@ type Node struct {
 	Excluded bool
 	// Pools it can serve (has a usable interface for), by name.
 	Pools map[string]bool
+	// Unselected are the pools whose nodeSelector its Node labels do not
+	// match: it must not announce their addresses.
+	Unselected map[string]bool
 	// Claims are the addresses it currently answers for, from its Lease.
 	Claims map[netip.Addr]bool
 	// Leads: it claims the IPAM leader role.
@@ -68,7 +71,7 @@ type Address struct {
 
 // Eligible reports whether n may answer for a.
 func Eligible(n *Node, a *Address) bool {
-	if !n.Live || !n.Ready || n.Excluded || !n.Pools[a.Pool] {
+	if !n.Live || !n.Ready || n.Excluded || !n.Pools[a.Pool] || n.Unselected[a.Pool] {
 		return false
 	}
 	for _, s := range a.Sharers {
