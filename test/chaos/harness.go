@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,7 @@ func run(t *testing.T, o options) {
 	}
 	if len(h.violations) > 0 {
 		t.Errorf("chaos: %d invariant violations with seed %d (replay: L2LB_CHAOS_SEED=%d)", len(h.violations), o.seed, o.seed)
+		h.keepLogs()
 	}
 }
 
@@ -187,4 +189,24 @@ func (r resources) String() string {
 		parts = append(parts, fmt.Sprintf("pid %d %.1f MiB", r.pids[i], float64(r.rss[i])/1024))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// keepLogs copies the daemons' whole logs where they outlive the run (the
+// timelines show only what is near each violation), and says where.
+func (h *harness) keepLogs() {
+	dir, err := os.MkdirTemp("", fmt.Sprintf("l2lb-chaos-%d-", h.o.seed))
+	if err != nil {
+		h.t.Logf("chaos: cannot keep the daemons' logs: %v", err)
+		return
+	}
+	for _, d := range h.daemons {
+		data, err := os.ReadFile(d.log)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, d.node.Name+".log"), data, 0o644)
+		}
+		if err != nil {
+			h.t.Logf("chaos: cannot keep %s's log: %v", d.node.Name, err)
+		}
+	}
+	h.t.Logf("chaos: the daemons' whole logs are in %s", dir)
 }
