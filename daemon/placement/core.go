@@ -1110,8 +1110,9 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 }
 
 // endHandover ends the hand-over in flight once a live peer claims the
-// address. If its target stops renewing (killed, paused, cut off) or its
-// Lease goes before it took the address, the offer is withdrawn and this
+// address. If its target stops renewing (killed, paused, cut off), its
+// Lease goes, or it is no longer eligible (NotReady, relabelled, its
+// endpoints moved) before it took the address, the offer is withdrawn and this
 // node answers for the address again, claiming it for this step's
 // decisions (the ordinary rule keeps an address with its claimant). A
 // target that renews but has not taken it within a lease duration (its
@@ -1130,8 +1131,14 @@ func (c *Core) endHandover(s *step) {
 		return
 	}
 	to := c.handoverTo
+	a := c.addrs[ip]
+	if a == nil { // its Service is gone
+		c.handover, c.handoverTo = netip.Addr{}, ""
+		s.touch(ip)
+		return
+	}
 	target := c.peers[to]
-	gone := target == nil || !c.t.offerable(target, s.now)
+	gone := target == nil || !c.t.offerable(target, s.now) || !c.eligible(to, ip, a)
 	if !gone && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
 	}
@@ -1145,6 +1152,17 @@ func (c *Core) endHandover(s *step) {
 		return
 	}
 	s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip, "to", to)
+}
+
+// eligible reports whether node may answer for ip in this node's view.
+func (c *Core) eligible(node string, ip netip.Addr, a *address) bool {
+	addr := c.address(ip, a)
+	for _, n := range c.nodeList() {
+		if n.Name == node {
+			return Eligible(&n, &addr)
+		}
+	}
+	return false
 }
 
 // fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can

@@ -867,6 +867,23 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{},
 		},
 		{
+			// Found by review: the offer stayed open for a lease duration.
+			name:      "hand-over: the target turns NotReady before taking it; the address is answered again at once",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				svcs, all := twelve()
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				offered, _ := s.untilOffer(lease("b"), lease("c"))
+				s.advance(10 * time.Millisecond)
+				p := s.step(Observation{Nodes: []NodeUpdate{{Name: s.plan.Publish.HandoverTo}}})
+				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
+					t.Errorf("answering %s: %v, still offering %v", offered, ok, p.Publish.Handover)
+				}
+				return p
+			},
+			want: twelveIPs,
+		},
+		{
 			name:      "hand-over: the target stops (its Lease deleted) before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
