@@ -148,7 +148,7 @@ func Build(s Snapshot) Report {
 	anyMember := slices.ContainsFunc(r.Nodes, func(n Node) bool { return n.Member })
 	for _, n := range r.Nodes {
 		switch {
-		case !n.Member && anyMember && n.Ready && !n.Excluded:
+		case !n.Member && anyMember && n.Ready && !n.Excluded && selectedByAPool(s.Config, labels[n.Name]):
 			// A graceful stop deletes the member Lease, so this is also
 			// how a stopped daemon looks.
 			r.Attention = append(r.Attention, fmt.Sprintf("node %s: no l2lbd runs there (no member Lease); label it %s if it should never announce", n.Name, excludeLabel))
@@ -423,4 +423,18 @@ func eventTime(ev *corev1.Event) time.Time {
 		return ev.EventTime.Time
 	}
 	return ev.FirstTimestamp.Time
+}
+
+// selectedByAPool reports whether some pool may be announced from a node
+// with these labels: l2lbd belongs only there, with nodeSelectors.
+func selectedByAPool(cfg *config.Config, labels map[string]string) bool {
+	if cfg == nil {
+		return true
+	}
+	for i := range cfg.Pools {
+		if cfg.Pools[i].SelectsNode(labels) {
+			return true
+		}
+	}
+	return len(cfg.Pools) == 0
 }

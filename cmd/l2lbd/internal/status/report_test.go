@@ -151,6 +151,24 @@ func TestBuild(t *testing.T) {
 			attention: []string{"node c: no l2lbd runs there (no member Lease); label it node.kubernetes.io/exclude-from-external-load-balancers if it should never announce"},
 		},
 		{
+			// Found by review: with nodeSelectors, l2lbd runs only where a
+			// pool may be announced.
+			name: "a Ready node without l2lbd that no pool selects is not flagged",
+			edit: func(s *Snapshot) {
+				cfg := *s.Config
+				cfg.Pools = slices.DeleteFunc(slices.Clone(cfg.Pools), func(p config.Pool) bool { return p.NodeSelector == nil })
+				s.Config = &cfg
+				s.Nodes = append(s.Nodes, node("c", true, nil))
+			},
+			check: func(t *testing.T, r Report) {
+				for _, a := range r.Attention {
+					if strings.Contains(a, "node c") {
+						t.Errorf("flagged: %s", a)
+					}
+				}
+			},
+		},
+		{
 			name: "digest and pools differ",
 			edit: func(s *Snapshot) {
 				s.Nodes = append(s.Nodes, node("c", true, nil))
