@@ -11,9 +11,6 @@ import (
 	"github.com/l2lb/l2lb/test/lab"
 )
 
-// l2lbd is the daemon binary under test, built once by TestMain.
-var l2lbd string
-
 func TestMain(m *testing.M) { lab.MainWithL2lbd(m, &l2lbd) }
 
 // shortSeeds are the runs of `make test`: fixed, so that a failure there

@@ -14,6 +14,9 @@ import (
 	"github.com/l2lb/l2lb/test/lab"
 )
 
+// l2lbd is the daemon binary under test, built once by TestMain.
+var l2lbd string
+
 // options are one run's shape.
 type options struct {
 	seed     uint64
