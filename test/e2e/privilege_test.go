@@ -196,7 +196,7 @@ func TestLeastPrivilege(t *testing.T) {
 		out = check(n0, l.AdminKubeconfig, n0.Name)
 		t.Logf("l2lbd check with an admin kubeconfig:\n%s", out)
 		want("an admin credential", out,
-			"may create, update, patch, delete leases in kube-system; create, update, patch, delete leases in all namespaces",
+			"may create, update, patch, delete leases in kube-system; create, update, patch, delete leases in kube-node-lease; create, update, patch, delete leases in all namespaces",
 			"is bound to no Node",
 			"may write another node's member Lease (a dry-run create of "+kube.PeerLeaseProbe(n0.Name)+" was admitted)")
 		out = check(n0, n0.Kubeconfig, n1.Name)
