@@ -154,6 +154,15 @@ func (s *sim) untilOffer(peers ...LeaseUpdate) (netip.Addr, time.Duration) {
 	return netip.Addr{}, 0
 }
 
+// offerFromFull starts a holding all of twelve's addresses, with b and c
+// live and taking nothing, until it offers one; it returns that one.
+func (s *sim) offerFromFull() netip.Addr {
+	svcs, all := twelve()
+	s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+	offered, _ := s.untilOffer(lease("b"), lease("c"))
+	return offered
+}
+
 // renewPeers stamps each peer Lease with a new renewTime (and, with
 // takeOffers, adds what the peer took).
 func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
@@ -793,9 +802,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over not taken by a target that renews: withdrawn after a lease duration, not made again soon",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				offered, _ := s.untilOffer(lease("b"), lease("c")) // b and c renew, never take an offer
+				offered := s.offerFromFull() // b and c renew, never take an offer
 				offers := 1
 				for i := range 30 {
 					s.advance(timings.Renew)
@@ -823,9 +830,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target stops renewing (killed) before taking it; the address is answered again within two renew intervals",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				offered, _ := s.untilOffer(lease("b"), lease("c"))
+				offered := s.offerFromFull()
 				target := s.plan.Publish.HandoverTo
 				other := map[string]string{"b": "c", "c": "b"}[target]
 				var p Plan
@@ -854,9 +859,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over withdrawn while this node is NotReady: nothing claimed, then or later",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				offered, _ := s.untilOffer(lease("b"), lease("c"))
+				offered := s.offerFromFull()
 				s.advance(10 * time.Millisecond)
 				p := s.step(Observation{Nodes: []NodeUpdate{{Name: "a"}}, LeasesGone: []string{s.plan.Publish.HandoverTo}})
 				if s.c.claims[offered] || slices.Contains(p.Publish.Claims, offered) {
@@ -871,9 +874,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target turns NotReady before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				offered, _ := s.untilOffer(lease("b"), lease("c"))
+				offered := s.offerFromFull()
 				s.advance(10 * time.Millisecond)
 				p := s.step(Observation{Nodes: []NodeUpdate{{Name: s.plan.Publish.HandoverTo}}})
 				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
@@ -887,9 +888,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target stops (its Lease deleted) before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				offered, _ := s.untilOffer(lease("b"), lease("c"))
+				offered := s.offerFromFull()
 				s.advance(10 * time.Millisecond)
 				p := s.step(Observation{LeasesGone: []string{s.plan.Publish.HandoverTo}})
 				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
