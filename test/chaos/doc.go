@@ -26,8 +26,8 @@
 // one answering. Then peers must answer within leaseDuration + 1 s; if the
 // API server is down meanwhile, within afterAPI of its return. A node
 // becoming eligible where none was, an address newly given out, and a
-// hand-over its owner logs open such windows too (the last for a renew
-// interval). Everything else (another node's fault, an API outage alone, a
+// hand-over its owner logs open such windows too (the last for two renew
+// intervals and the resolution: timings.handover). Everything else (another node's fault, an API outage alone, a
 // config edit, good or garbage, a Service changed elsewhere) must leave the
 // address answered, to within the resolution (timings.go).
 //
