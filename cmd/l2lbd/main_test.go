@@ -78,21 +78,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
-			}
-			for _, want := range tc.stdout {
-				if !strings.Contains(stdout.String(), want) {
-					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
-				}
-			}
-			for _, want := range tc.stderr {
-				if !strings.Contains(stderr.String(), want) {
-					t.Errorf("stderr lacks %q:\n%s", want, &stderr)
-				}
-			}
+			runExpecting(t, tc.args, tc.code, tc.stdout, tc.stderr)
 		})
 	}
 }
@@ -236,25 +222,11 @@ func TestImportCommand(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
-			}
-			for _, want := range tc.stdout {
-				if !strings.Contains(stdout.String(), want) {
-					t.Errorf("stdout lacks %q:\n%s", want, &stdout)
-				}
-			}
-			for _, want := range tc.stderr {
-				if !strings.Contains(stderr.String(), want) {
-					t.Errorf("stderr lacks %q:\n%s", want, &stderr)
-				}
-			}
+			stdout, code := runExpecting(t, tc.args, tc.code, tc.stdout, tc.stderr)
 			if code == 0 && tc.args[1] != "--help" {
 				// What was printed is a file check accepts.
 				out := filepath.Join(t.TempDir(), "l2lbd.yaml")
-				os.WriteFile(out, stdout.Bytes(), 0o644)
+				os.WriteFile(out, []byte(stdout), 0o644)
 				var cout, cerr bytes.Buffer
 				if c := run([]string{"check", "--config", out}, &cout, &cerr); c != 0 {
 					t.Errorf("l2lbd check of the output: exit %d\n%s", c, &cerr)
@@ -262,4 +234,26 @@ func TestImportCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runExpecting runs the command line args and checks its exit code and
+// that stdout and stderr contain the given strings; it returns stdout.
+func runExpecting(t *testing.T, args []string, wantCode int, wantOut, wantErr []string) (string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	if code != wantCode {
+		t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, wantCode, &stdout, &stderr)
+	}
+	for _, want := range wantOut {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, &stdout)
+		}
+	}
+	for _, want := range wantErr {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, &stderr)
+		}
+	}
+	return stdout.String(), code
 }
