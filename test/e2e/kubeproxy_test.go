@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -101,14 +103,21 @@ func podNames(pods []*lab.Pod) []string {
 	return names
 }
 
+// webService creates Service default/web with pods as its endpoints and
+// returns it, its address and the node that answers for it.
+func webService(t *testing.T, l *lab.Lab, pods []*lab.Pod) (*corev1.Service, netip.Addr, *lab.Node) {
+	t.Helper()
+	svc := l.CreateLBService(ctxBg, "default", "web")
+	l.SetPodEndpoints(ctxBg, svc, pods...)
+	ip := waitIngress(t, l, "default", "web", 1)[0]
+	return svc, ip, owner(t, l, ip)
+}
+
 // TestKubeProxyCluster: with externalTrafficPolicy Cluster, the node that
 // answers ARP forwards connections to pods on every node.
 func TestKubeProxyCluster(t *testing.T) {
 	l, _, pods := kubeProxyLab(t, 1)
-	svc := l.CreateLBService(ctxBg, "default", "web")
-	l.SetPodEndpoints(ctxBg, svc, pods...)
-	ip := waitIngress(t, l, "default", "web", 1)[0]
-	o := owner(t, l, ip)
+	_, ip, o := webService(t, l, pods)
 	got := curlPods(t, l, ip, pods, pods, 30*time.Second)
 	t.Logf("%s answered by %s; its kube-proxy spread connections over %v", ip, o.Name, got)
 }
@@ -171,10 +180,7 @@ func TestKubeProxyLocal(t *testing.T) {
 // pods through the peer's kube-proxy.
 func TestKubeProxyFailover(t *testing.T) {
 	l, ds, pods := kubeProxyLab(t, 1)
-	svc := l.CreateLBService(ctxBg, "default", "web")
-	l.SetPodEndpoints(ctxBg, svc, pods...)
-	ip := waitIngress(t, l, "default", "web", 1)[0]
-	o := owner(t, l, ip)
+	svc, ip, o := webService(t, l, pods)
 	// curl leaves the client's neighbour entry (ping would not: nothing
 	// on the path answers ICMP for a Service address).
 	curlPods(t, l, ip, pods, pods, 30*time.Second)
