@@ -465,22 +465,10 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 	if l.a.view.expired() {
 		return
 	}
-	// Frames per responder, sent in batches: a burst of thousands of new
-	// addresses costs a few system calls, not one per address.
-	type batch struct {
-		conn   net.PacketConn
-		stats  *counters
-		frames [][]byte
-	}
-	batches := map[any]*batch{}
-	add := func(key any, conn net.PacketConn, stats *counters, f []byte) {
-		b := batches[key]
-		if b == nil {
-			b = &batch{conn: conn, stats: stats}
-			batches[key] = b
-		}
-		b.frames = append(b.frames, f)
-	}
+	// Frames per port and family, sent in batches: a burst of thousands of
+	// new addresses costs a few system calls, not one per address.
+	type frames struct{ arp, ndp [][]byte }
+	pending := map[*port]*frames{}
 	build := func(ip netip.Addr) {
 		name, ok := desired[ip]
 		if !ok {
@@ -490,14 +478,19 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 		if p == nil || !l.a.view.answers(ip, name) {
 			return
 		}
+		fs := pending[p]
+		if fs == nil {
+			fs = &frames{}
+			pending[p] = fs
+		}
 		var f []byte
 		var err error
 		if ip.Is4() {
 			if f, err = p.arp.announcement(ip); err == nil {
-				add(p.arp, p.arp.conn, p.arp.stats, f)
+				fs.arp = append(fs.arp, f)
 			}
 		} else if f, err = p.ndp.announcement(ip); err == nil {
-			add(p.ndp, p.ndp.conn, p.ndp.stats, f)
+			fs.ndp = append(fs.ndp, f)
 		}
 		if err != nil {
 			l.a.log.Debug("announce failed", "ip", ip, "err", err)
@@ -512,11 +505,14 @@ func (l *loop) announce(ips []netip.Addr, desired desiredSet) {
 			build(ip)
 		}
 	}
-	for _, b := range batches {
-		if err := sendAnnouncements(b.conn, b.stats, b.frames); err != nil {
-			// A failing socket is reported by its reader; one line
-			// per burst would still be too many for 10,000 IPs.
-			l.a.log.Debug("announce failed", "err", err)
+	for p, fs := range pending {
+		// A failing socket is reported by its reader; one line per burst
+		// would still be too many for 10,000 IPs.
+		if err := sendAnnouncements(p.arp.conn, p.arp.stats, fs.arp); err != nil {
+			l.a.log.Debug("announce failed", "interface", p.ifi.name, "err", err)
+		}
+		if err := sendAnnouncements(p.ndp.conn, p.ndp.stats, fs.ndp); err != nil {
+			l.a.log.Debug("announce failed", "interface", p.ifi.name, "err", err)
 		}
 	}
 }

@@ -144,18 +144,9 @@ func putARP(b []byte, op uint16, sha net.HardwareAddr, spa netip.Addr, tha net.H
 	copy(a[24:28], t[:])
 }
 
-// announce broadcasts one gratuitous ARP request for ip (sender = target =
-// ip, target hardware address zero as RFC 5227 asks), the form every
-// neighbour cache that has an entry for ip updates from.
-func (r *arpResponder) announce(ip netip.Addr) error {
-	b, err := r.announcement(ip)
-	if err != nil {
-		return err
-	}
-	return sendAnnouncements(r.conn, r.stats, [][]byte{b})
-}
-
-// announcement builds the gratuitous ARP for ip.
+// announcement is the gratuitous ARP request for ip, broadcast (sender =
+// target = ip, target hardware address zero as RFC 5227 asks), the form
+// every neighbour cache that has an entry for ip updates from.
 func (r *arpResponder) announcement(ip netip.Addr) ([]byte, error) {
 	p, err := arp.NewPacket(arp.OperationRequest, r.ifi.mac, ip, make(net.HardwareAddr, 6), ip)
 	if err != nil {
@@ -188,6 +179,9 @@ type batchWriter interface {
 // sendAnnouncements sends frames, each carrying its own destination, in
 // batches where conn can; stats counts those that went out.
 func sendAnnouncements(conn net.PacketConn, stats *counters, frames [][]byte) error {
+	if len(frames) == 0 {
+		return nil
+	}
 	if bw, ok := conn.(batchWriter); ok {
 		n, err := bw.WriteBatch(frames)
 		stats.announcements.Add(uint64(n))

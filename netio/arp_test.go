@@ -219,7 +219,11 @@ func TestARPAnnounce(t *testing.T) {
 	conn := newFakeConn()
 	var stats counters
 	r := newARPResponder(eth0, conn, env{view: testView(), report: func(Conflict) {}}, &stats)
-	if err := r.announce(ownedV4); err != nil {
+	f, err := r.announcement(ownedV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sendAnnouncements(conn, &stats, [][]byte{f}); err != nil {
 		t.Fatal(err)
 	}
 	sent := conn.sent()

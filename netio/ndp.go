@@ -224,18 +224,9 @@ func putNA(b []byte, mac, ethDst net.HardwareAddr, target, dst netip.Addr, flags
 	binary.BigEndian.PutUint16(msg[2:4], icmp6Checksum(target, dst, msg))
 }
 
-// announce multicasts one unsolicited Neighbor Advertisement for ip to
+// announcement is the unsolicited Neighbor Advertisement for ip, to
 // all-nodes with Override set, which makes every neighbour that has an entry
 // for ip replace the MAC in it (RFC 4861 7.2.6).
-func (r *ndpResponder) announce(ip netip.Addr) error {
-	b, err := r.announcement(ip)
-	if err != nil {
-		return err
-	}
-	return sendAnnouncements(r.conn, r.stats, [][]byte{b})
-}
-
-// announcement builds the unsolicited Neighbor Advertisement for ip.
 func (r *ndpResponder) announcement(ip netip.Addr) ([]byte, error) {
 	na := &ndp.NeighborAdvertisement{
 		Override:      true,

@@ -224,7 +224,11 @@ func TestNDPAnnounce(t *testing.T) {
 	conn := newFakeConn()
 	var stats counters
 	r := newNDPResponder(eth0, conn, env{view: testView(), report: func(Conflict) {}}, &stats)
-	if err := r.announce(ownedV6); err != nil {
+	f, err := r.announcement(ownedV6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sendAnnouncements(conn, &stats, [][]byte{f}); err != nil {
 		t.Fatal(err)
 	}
 	sent := conn.sent()
