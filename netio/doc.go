@@ -32,10 +32,12 @@
 // When an IP enters the set, or its interface comes (back) up, the Announcer
 // sends a burst of gratuitous ARP requests (sender = target = IP, broadcast)
 // or unsolicited Neighbor Advertisements (to ff02::1, Override set), and
-// optionally repeats them periodically so switch MAC tables do not age out.
+// optionally repeats them periodically so switch MAC tables do not age out;
+// a burst for many IPs goes out with one sendmmsg per 64 frames.
 // Another MAC claiming an owned IP (ARP with that sender IP, NA for that
-// target) is reported as a [Conflict], frame by frame: netio counts and
-// reports, its caller de-duplicates and logs.
+// target) is reported as a [Conflict], frame by frame, with the frame's
+// Ethernet source beside the MAC it claims: netio counts and reports, its
+// caller de-duplicates, logs, and judges whom it may yield to.
 //
 // Nothing is answered from a state that may be out of date. A request that
 // waited in the socket longer than a fraction of a second (the kernel's
@@ -58,6 +60,6 @@
 // through an atomic pointer, takes no lock, allocates nothing, and never
 // logs. Frames are parsed and built at
 // fixed offsets for that reason; github.com/mdlayher/arp and
-// github.com/mdlayher/ndp build the (rare) announcements and serve as the
+// github.com/mdlayher/ndp build the announcements (off the packet path) and serve as the
 // reference the hand-written path is tested and fuzzed against.
 package netio
