@@ -32,7 +32,7 @@ const (
 	// AnnotationHandover is "<ip> <node>" while the node hands an address
 	// it no longer answers for over to that node, to balance the load.
 	AnnotationHandover = "l2lb.dev/handover"
-	// AnnotationMACs are the MACs of the node's usable links, comma
+	// AnnotationMACs are the MACs of the links the node answers its pools on, comma
 	// separated: a peer cut off from the API yields an address only to
 	// a host that announces it with one of these.
 	AnnotationMACs = "l2lb.dev/macs"
@@ -54,7 +54,7 @@ type Member struct {
 	// Handover, if valid, is offered to node HandoverTo.
 	Handover   netip.Addr
 	HandoverTo string
-	// MACs of the node's usable links, as net.HardwareAddr.String writes
+	// MACs of the links the node answers its pools on, as net.HardwareAddr.String writes
 	// them.
 	MACs []string
 }

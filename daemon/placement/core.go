@@ -59,7 +59,7 @@ type Member struct {
 	// and offers to node HandoverTo, to balance the load.
 	Handover   netip.Addr
 	HandoverTo string
-	// MACs are the hardware addresses of the node's usable links: what a
+	// MACs are the hardware addresses of the links the node answers its pools on: what a
 	// cut-off peer may yield to (conflict).
 	MACs []string
 }
@@ -223,7 +223,7 @@ type Core struct {
 	cfg  *config.Config
 
 	links    []Link
-	macs     []string // of the usable links, published for peers
+	macs     []string // servingMACs, published for peers
 	ownPools map[string]bool
 
 	peers    map[string]*peer
