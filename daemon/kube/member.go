@@ -32,9 +32,9 @@ const (
 	// AnnotationHandover is "<ip> <node>" while the node hands an address
 	// it no longer answers for over to that node, to balance the load.
 	AnnotationHandover = "l2lb.dev/handover"
-	// AnnotationMACs are the MACs of the links the node answers its pools on, comma
-	// separated: a peer cut off from the API yields an address only to
-	// a host that announces it with one of these.
+	// AnnotationMACs are the MACs of the links the node answers its
+	// pools on, comma separated: a peer cut off from the API yields an
+	// address only to a host that announces it from one of these.
 	AnnotationMACs = "l2lb.dev/macs"
 )
 

@@ -59,8 +59,8 @@ type Member struct {
 	// and offers to node HandoverTo, to balance the load.
 	Handover   netip.Addr
 	HandoverTo string
-	// MACs are the hardware addresses of the links the node answers its pools on: what a
-	// cut-off peer may yield to (conflict).
+	// MACs are the hardware addresses of the links the node answers its
+	// pools on: what a cut-off peer may yield to (conflict).
 	MACs []string
 }
 
