@@ -207,9 +207,11 @@ const (
 // (it may have died a moment ago); and an offer whose target stops being
 // offerable is withdrawn. Two intervals, not one: a renewal seen late on a
 // busy machine must not look like a death (the lease duration is at least
-// two renew intervals).
+// two renew intervals). Nor to a peer live for less than a lease duration:
+// one just back from a pause, a crash or a cut must show it stays before
+// the load moves to it (a flapping node would take and drop addresses).
 func (t Timings) offerable(p *peer, now time.Time) bool {
-	return p.live && now.Sub(p.seenAt) < t.silent()
+	return p.live && now.Sub(p.seenAt) < t.silent() && now.Sub(p.liveSince) >= t.Lease
 }
 
 // silent is how long a peer's renewals may go unseen before it counts as
@@ -278,9 +280,10 @@ type Core struct {
 }
 
 type peer struct {
-	renew  time.Time // renewTime as last seen
-	seenAt time.Time // when this node saw it change
-	live   bool
+	renew     time.Time // renewTime as last seen
+	seenAt    time.Time // when this node saw it change
+	live      bool
+	liveSince time.Time // when live last turned true
 	member Member
 	pools  map[string]bool
 	claims map[netip.Addr]bool
@@ -371,7 +374,7 @@ func (c *Core) Step(o Observation) Plan {
 		}
 	}
 	if o.Config != nil || o.NewLinks {
-		c.macs = servingMACs(c.cfg, c.links)
+		c.macs = servingMACs(c.cfg, c.links, c.macs)
 		if pools := servablePools(c.cfg, c.links); !maps.Equal(pools, c.ownPools) {
 			c.ownPools = pools
 			s.full = true
@@ -700,6 +703,7 @@ func (c *Core) expirePeers(s *step) {
 		live := s.now.Sub(p.seenAt) < c.t.Lease
 		if live != p.live {
 			p.live = live
+			p.liveSince = s.now
 			s.full = true
 		}
 	}
@@ -726,6 +730,9 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		// the outage may already look expired.)
 		for _, p := range c.peers {
 			if c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze) {
+				if !p.live {
+					p.liveSince = now
+				}
 				p.seenAt, p.live = now, true
 			}
 		}
@@ -823,8 +830,11 @@ func (c *Core) peerMAC(mac string) bool {
 // servingMACs are the MACs of the links this node would answer a pool's
 // addresses on, sorted, once each: what a peer cut off from the API may
 // yield to. Not every up link's: a node has one per pod (cni0, veths), and
-// each pod started would rewrite the Lease.
-func servingMACs(cfg *config.Config, links []Link) []string {
+// each pod started would rewrite the Lease. A MAC published before (prev)
+// stays while its link is still there but unusable: a link that lost
+// carrier still is this node's, and a peer cut off just then keeps the last
+// list it saw, in which the MAC must not be missing when the link is back.
+func servingMACs(cfg *config.Config, links []Link, prev []string) []string {
 	if cfg == nil {
 		return nil
 	}
@@ -841,7 +851,7 @@ func servingMACs(cfg *config.Config, links []Link) []string {
 	}
 	var out []string
 	for _, l := range links {
-		if names[l.Name] && l.MAC != "" {
+		if l.MAC != "" && (names[l.Name] || !l.Usable && slices.Contains(prev, l.MAC)) {
 			out = append(out, l.MAC)
 		}
 	}

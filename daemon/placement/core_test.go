@@ -437,6 +437,31 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			// Found by the 15-minute soak: a peer cut off while this node's
+			// NIC had no carrier kept a list without its MAC, and never
+			// yielded to it when the NIC came back (two MACs for 7 s).
+			name: "publish: a serving link that loses carrier keeps its MAC; a link that is gone loses it",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{})
+				s.fresh()
+				up := Link{Name: "eth0", Usable: true, MAC: "02:00:00:00:00:0a", Prefixes: eth0[0].Prefixes}
+				s.advance(10 * time.Millisecond)
+				s.step(Observation{Links: []Link{up}, NewLinks: true})
+				noCarrier := Link{Name: "eth0", Usable: false, MAC: "02:00:00:00:00:0a"}
+				s.advance(10 * time.Millisecond)
+				if p := s.step(Observation{Links: []Link{noCarrier}, NewLinks: true}); !slices.Equal(s.c.macs, []string{"02:00:00:00:00:0a"}) {
+					t.Errorf("without carrier: publishes %v (changed %v), want the MAC kept", s.c.macs, p.PublishChanged)
+				}
+				s.advance(10 * time.Millisecond)
+				return s.step(Observation{Links: []Link{}, NewLinks: true})
+			},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !p.PublishChanged || len(p.Publish.MACs) != 0 {
+					t.Errorf("changed %v, MACs %v: want none written once the link is gone", p.PublishChanged, p.Publish.MACs)
+				}
+			},
+		},
+		{
 			name: "fresh: a conflict is reported once a minute per address and MAC",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
@@ -668,8 +693,8 @@ func TestCoreTransitions(t *testing.T) {
 				s.takeOffers = true
 				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{mine}})
 				p := s.fresh(lease("b"), lease("c"))
-				if len(s.c.owned) != 10 {
-					t.Fatalf("answering %d after settling, want 10: the first hand-over taken, the second offered", len(s.c.owned))
+				if len(s.c.owned) != 12 {
+					t.Fatalf("answering %d after settling, want 12: peers live for less than a lease duration get no offer", len(s.c.owned))
 				}
 				handed := 12 - len(s.c.owned)
 				for i := 0; i < 20 && len(s.c.owned) > 5; i++ {
@@ -797,6 +822,32 @@ func TestCoreTransitions(t *testing.T) {
 				return s.run(timings.Renew, lease("c"))
 			},
 			want: []string{z},
+		},
+		{
+			// Found by the 15-minute soak: an address moved to a node 30 ms
+			// after it resumed from a 9.6 s pause. A peer that just turned
+			// live, started or back from a pause, must show it stays.
+			name:      "rebalance: a peer that just turned live gets no hand-over until it has been live for a lease duration",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				svcs, all := twelve()
+				s.takeOffers = true
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				s.fresh(lease("c"))
+				s.run(10*timings.Renew, lease("c")) // c takes its share; b is down
+				back := s.now.Add(timings.Renew)
+				for range 8 {
+					s.advance(timings.Renew)
+					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+					if p.Publish.HandoverTo == "b" && s.now.Sub(back) < timings.Lease {
+						t.Errorf("offered %s to b %v after it came back", p.Publish.Handover, s.now.Sub(back))
+					}
+				}
+				if len(s.taken["b"]) == 0 {
+					t.Error("b took nothing once live for a lease duration")
+				}
+				return s.plan
+			},
 		},
 		{
 			name:      "hand-over not taken by a target that renews: withdrawn after a lease duration, not made again soon",
@@ -1106,19 +1157,25 @@ func TestCoreTransitions(t *testing.T) {
 }
 
 // TestOfferable: a hand-over goes only to a peer seen renewing lately, not
-// to one that has merely not expired yet (it may have died a moment ago).
+// to one that has merely not expired yet (it may have died a moment ago),
+// and that has been live for a lease duration.
 func TestOfferable(t *testing.T) {
 	now := time.Unix(1000, 0)
+	long := now.Add(-time.Hour) // live since
 	for _, tc := range []struct {
 		name string
 		p    peer
 		want bool
 	}{
-		{"renewed just now", peer{live: true, seenAt: now}, true},
-		{"renewed a renew interval ago", peer{live: true, seenAt: now.Add(-timings.Renew)}, true},
-		{"silent for a renew interval and a half", peer{live: true, seenAt: now.Add(-timings.Renew * 3 / 2)}, true},
-		{"silent for two renew intervals, not yet expired", peer{live: true, seenAt: now.Add(-2 * timings.Renew)}, false},
-		{"expired", peer{live: false, seenAt: now}, false},
+		{"renewed just now", peer{live: true, seenAt: now, liveSince: long}, true},
+		{"renewed a renew interval ago", peer{live: true, seenAt: now.Add(-timings.Renew), liveSince: long}, true},
+		{"silent for a renew interval and a half", peer{live: true, seenAt: now.Add(-timings.Renew * 3 / 2), liveSince: long}, true},
+		{"silent for two renew intervals, not yet expired", peer{live: true, seenAt: now.Add(-2 * timings.Renew), liveSince: long}, false},
+		{"expired", peer{live: false, seenAt: now, liveSince: long}, false},
+		// Found by the 15-minute soak: addresses moved to a node 30 ms
+		// after it resumed from a 9.6 s pause.
+		{"live again for less than a lease duration", peer{live: true, seenAt: now, liveSince: now.Add(-timings.Lease + time.Millisecond)}, false},
+		{"live again for a lease duration", peer{live: true, seenAt: now, liveSince: now.Add(-timings.Lease)}, true},
 	} {
 		if got := timings.offerable(&tc.p, now); got != tc.want {
 			t.Errorf("%s: offerable %v, want %v", tc.name, got, tc.want)

@@ -139,6 +139,7 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			gs = append(gs, grace{span{l.at, l.at.Add(c.t.handover())}, c.facts.nodes[l.node] + " handed it over to balance the load"})
 		}
 	}
+	restarts := c.restarts(ip, log)
 	for i := range gs {
 		for changed := true; changed; {
 			changed = false
@@ -149,9 +150,39 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 					changed = true
 				}
 			}
+			// A node that starts cannot judge a peer's Lease by its own
+			// clock until it has watched it for a lease duration: a taker
+			// that restarts inside the window starts the takeover over.
+			for _, r := range restarts {
+				if !r.at.Before(gs[i].from) && r.at.Before(gs[i].to) && r.at.Add(c.t.takeover()).After(gs[i].to) {
+					gs[i].to = r.at.Add(c.t.takeover())
+					gs[i].why += fmt.Sprintf(", and %s, which could take it over, restarted", c.facts.nodes[r.node])
+					changed = true
+				}
+			}
 		}
 	}
 	return gs
+}
+
+// restart is a daemon started again after it was killed or terminated.
+type restart struct {
+	node int
+	at   time.Time
+}
+
+// restarts lists the restarts of nodes eligible for ip once started, but
+// not its owner's: that one answers again at once for what it claimed.
+func (c *checker) restarts(ip netip.Addr, log lab.ProbeLog) []restart {
+	var out []restart
+	for n := range c.facts.nodes {
+		for _, iv := range c.facts.conds[condKey{n, procDown}] {
+			if !iv.to.IsZero() && c.elig.at(ip, iv.to)&(1<<n) != 0 && !c.answering(log, c.facts.macs[n], iv.from) {
+				out = append(out, restart{n, iv.to})
+			}
+		}
+	}
+	return out
 }
 
 // why names what made node n ineligible at t: its conditions, or the

@@ -66,6 +66,18 @@ func TestChecker(t *testing.T) {
 			local:   []int{0},
 			conds:   []cond{{0, procDown, 10, 20}},
 			answers: []answers{{"m0", 0, 10}, {"m0", 21, 40}}},
+		// Found by the 15-minute soak: the only node that could take over
+		// restarted in the window and gave the dead owner's Lease a lease
+		// duration by its new clock.
+		{name: "the taker restarts inside the window: its takeover clock starts over",
+			local:   []int{0, 1},
+			conds:   []cond{{0, procDown, 10, 30}, {1, procDown, 11, 12}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 15.5, 40}}},
+		{name: "a restart after the window closed excuses nothing",
+			local:    []int{0, 1},
+			conds:    []cond{{0, procDown, 10, 30}, {1, procDown, 19, 20}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 22, 40}},
+			wantGaps: 1},
 		{name: "a cut-off owner yields soon after the takeover",
 			conds:   []cond{{0, cutOff, 10, 20}},
 			answers: []answers{{"m0", 0, 13.2}, {"m1", 13, 40}}},
