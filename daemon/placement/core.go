@@ -284,9 +284,9 @@ type peer struct {
 	seenAt    time.Time // when this node saw it change
 	live      bool
 	liveSince time.Time // when live last turned true
-	member Member
-	pools  map[string]bool
-	claims map[netip.Addr]bool
+	member    Member
+	pools     map[string]bool
+	claims    map[netip.Addr]bool
 }
 
 type nodeFacts struct{ ready, excluded bool }
