@@ -137,6 +137,13 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Errorf("label through status: %v; Service labels now %v (%v), want unchanged", err, svc.Labels, gerr)
 		}
 		t.Logf("label through status: %v", err)
+		// The spec through the status subresource: the API server keeps
+		// the old one (the policy leaves this to it).
+		err = patchStatus(`{"spec":{"externalIPs":["198.51.100.99"]}}`)
+		svc, gerr = l.Client.CoreV1().Services("default").Get(ctx, "probe", metav1.GetOptions{})
+		if gerr != nil || len(svc.Spec.ExternalIPs) != 0 {
+			t.Errorf("spec through status: %v; Service externalIPs now %v (%v), want unchanged", err, svc.Spec.ExternalIPs, gerr)
+		}
 	}
 
 	t.Log("step: Events only in the node's own name")
