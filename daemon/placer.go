@@ -417,7 +417,7 @@ func (p *placer) apply(plan placement.Plan) {
 		}
 	}
 	for _, c := range plan.Conflicts {
-		p.log.Warn("another host announces an address this node answers for", "ip", c.IP, "mac", c.MAC, "interface", c.Interface)
+		p.log.Warn(placement.ConflictLog, "ip", c.IP, "mac", c.MAC, "interface", c.Interface)
 		for _, k := range c.Services {
 			if svc, ok := p.view.Service(k.String()); ok {
 				p.recorder.Eventf(svc, corev1.EventTypeWarning, reasonConflict, "Another host (%s) announces %s on %s of node %s", c.MAC, c.IP, c.Interface, p.node)

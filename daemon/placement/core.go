@@ -177,6 +177,9 @@ type Announced struct {
 	Services  []ipam.Key
 }
 
+// ConflictLog is the daemon's log line for a ConflictReport.
+const ConflictLog = "another host announces an address this node answers for"
+
 // ConflictReport is a conflict worth telling the operator about.
 type ConflictReport struct {
 	Conflict
@@ -185,9 +188,9 @@ type ConflictReport struct {
 
 // Bounds of the core's own pacing.
 const (
-	// conflictQuiet: the same address and MAC are reported once a minute.
-	conflictQuiet = time.Minute
-	// conflictMACs bounds the MACs reported per address per conflictQuiet;
+	// ConflictQuiet: the same address and MAC are reported once a minute.
+	ConflictQuiet = time.Minute
+	// conflictMACs bounds the MACs reported per address per ConflictQuiet;
 	// one more gets a summary line. Forged claims from a new MAC in every
 	// frame are then a few lines a minute, not one per frame, and the
 	// memory of what was reported stays bounded by the owned addresses.
@@ -859,10 +862,10 @@ func servingMACs(cfg *config.Config, links []Link, prev []string) []string {
 	return slices.Compact(out)
 }
 
-// forgetConflicts forgets the reports older than conflictQuiet.
+// forgetConflicts forgets the reports older than ConflictQuiet.
 func (c *Core) forgetConflicts(now time.Time) {
 	for k, at := range c.warned {
-		if now.Sub(at) >= conflictQuiet {
+		if now.Sub(at) >= ConflictQuiet {
 			delete(c.warned, k)
 			if c.warnedMACs[k.ip]--; c.warnedMACs[k.ip] <= 0 {
 				delete(c.warnedMACs, k.ip)
