@@ -942,12 +942,21 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 			}
 			s.was[ip] = old
 		}
+		if old := c.owners[ip]; old != owner {
+			// For the chaos runs' timelines (log.level debug): where
+			// this node places each address it decides.
+			s.note(slog.LevelDebug, "placed an address", "ip", ip, "owner", owner, "was", old)
+		}
 		c.setOwner(ip, owner)
 		// Settling holds back new addresses until the view has every
 		// peer's claims; an address a live peer offers to this node, and
 		// no longer answers for, is safe to take at once.
 		iface, want := c.want(s, ip, owner, settling && !offered)
 		_, have := s.owned(c)[ip]
+		if owner == c.self && !want && !c.frozen {
+			s.note(slog.LevelDebug, "placed here but not answering", "ip", ip, "settling", settling && !offered,
+				"handing_over", ip == c.handover, "interface", iface)
+		}
 		switch {
 		case want && (!have || s.owned(c)[ip] != iface):
 			s.own(c, ip, iface)

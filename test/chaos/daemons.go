@@ -69,7 +69,8 @@ func newDaemon(i int, n *lab.Node, dir string) *daemon {
 // writeConfig writes the node's configuration: identity, the pools and
 // the variant.
 func (d *daemon) writeConfig(v configVariant) error {
-	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nmetrics: {address: \"\"}\n%s", d.node.Name, d.node.Kubeconfig, pools)
+	// Debug: the timelines show where each daemon placed each address.
+	conf := fmt.Sprintf("nodeName: %s\nkubeconfig: %s\nmetrics: {address: \"\"}\nlog: {level: debug}\n%s", d.node.Name, d.node.Kubeconfig, pools)
 	return writeFileAtomic(d.config, conf+v.extra)
 }
 
