@@ -201,7 +201,8 @@ const (
 	// them when they come back through the informers.
 	writesKept = 16
 	// handoverBackoff: after a hand-over nobody took, nothing is offered
-	// for this long.
+	// for this long; nor is an address passed on this long after it was
+	// received through one.
 	handoverBackoff = time.Minute
 )
 
@@ -277,6 +278,10 @@ type Core struct {
 	handoverTo string
 	handoverAt time.Time
 	nextShed   time.Time
+	// received: addresses this node took through a hand-over, and when.
+	// It passes none of them on for handoverBackoff: views that differ
+	// by one address would otherwise bounce it between two nodes.
+	received map[netip.Addr]time.Time
 
 	warned     map[conflictKey]time.Time
 	warnedMACs map[netip.Addr]int // keys of warned per address
@@ -330,6 +335,7 @@ func NewCore(self string, t Timings) *Core {
 		frozen:     true,
 		warned:     map[conflictKey]time.Time{},
 		warnedMACs: map[netip.Addr]int{},
+		received:   map[netip.Addr]time.Time{},
 	}
 }
 
@@ -959,6 +965,9 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 		}
 		switch {
 		case want && (!have || s.owned(c)[ip] != iface):
+			if offered && !have {
+				c.received[ip] = s.now
+			}
 			s.own(c, ip, iface)
 		case !want && have:
 			s.disown(c, ip)
@@ -1095,6 +1104,11 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	if c.handover.IsValid() || s.now.Before(c.nextShed) {
 		return
 	}
+	for ip, at := range c.received {
+		if s.now.Sub(at) >= handoverBackoff {
+			delete(c.received, ip)
+		}
+	}
 	fair := c.fairShare(nodes)
 	if fair == 0 || c.count[c.self] <= fair {
 		return
@@ -1110,7 +1124,7 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	}
 	for ip := range s.owned(c) {
 		a, ok := c.addrs[ip]
-		if !ok {
+		if _, recent := c.received[ip]; !ok || recent {
 			continue
 		}
 		addr := c.address(ip, a)

@@ -850,6 +850,39 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			// Found by the 15-minute soak: views that differed by one
+			// address bounced 198.51.100.200 between two nodes four times
+			// in eleven seconds.
+			name:      "rebalance: an address received through a hand-over is not passed on within a minute",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				svcs, all := twelve()
+				mine := all[1:7] // six: over the fair share of ⌈1.1 · 12 / 3⌉ = 5
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", mine...)}})
+				b := lease("b")
+				b.Member.Handover, b.Member.HandoverTo = netip.MustParseAddr(all[0]), "a"
+				s.fresh(b, lease("c", all[7:]...))
+				if _, ok := s.c.owned[netip.MustParseAddr(all[0])]; !ok {
+					t.Fatalf("did not take %s offered by b; answering %v", all[0], s.answering())
+				}
+				var offered []string
+				for range 30 {
+					s.advance(timings.Renew)
+					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c", all[7:]...)})}))
+					if h := p.Publish.Handover; h.IsValid() && !slices.Contains(offered, h.String()) {
+						offered = append(offered, h.String())
+					}
+				}
+				if slices.Contains(offered, all[0]) {
+					t.Errorf("passed on %s within a minute of receiving it (offers %v)", all[0], offered)
+				}
+				if len(offered) == 0 {
+					t.Error("offered nothing while over its fair share")
+				}
+				return s.plan
+			},
+		},
+		{
 			name:      "hand-over not taken by a target that renews: withdrawn after a lease duration, not made again soon",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
