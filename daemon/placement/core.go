@@ -285,6 +285,10 @@ type Core struct {
 
 	warned     map[conflictKey]time.Time
 	warnedMACs map[netip.Addr]int // keys of warned per address
+	// peerMACs are the MACs each peer last published, kept when its Lease
+	// goes: a peer stopped and started again while this node was cut off
+	// comes back with the same MACs, under a Lease this node never saw.
+	peerMACs map[string][]string
 }
 
 type peer struct {
@@ -336,6 +340,7 @@ func NewCore(self string, t Timings) *Core {
 		warned:     map[conflictKey]time.Time{},
 		warnedMACs: map[netip.Addr]int{},
 		received:   map[netip.Addr]time.Time{},
+		peerMACs:   map[string][]string{},
 	}
 }
 
@@ -609,6 +614,9 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 		}
 	}
 	p.member = m
+	if len(m.MACs) > 0 {
+		c.peerMACs[u.Node] = m.MACs
+	}
 }
 
 // restore starts from the claims this node's Lease carries from a previous
@@ -828,8 +836,8 @@ func (c *Core) conflict(s *step, cf Conflict) {
 // peerMAC reports whether mac is one of a peer's links, as its Lease last
 // said.
 func (c *Core) peerMAC(mac string) bool {
-	for _, p := range c.peers {
-		if slices.Contains(p.member.MACs, mac) {
+	for _, macs := range c.peerMACs {
+		if slices.Contains(macs, mac) {
 			return true
 		}
 	}

@@ -380,6 +380,28 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			// Found by the cluster simulation (TestClusterConverges): a
+			// peer stopped (its Lease deleted) and started again while
+			// this node was cut off; this node never saw its new Lease.
+			name: "cut off: yields to a peer whose Lease it last saw deleted",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				b := lease("b")
+				b.Member.MACs = []string{"02:00:00:00:00:0b"}
+				s.fresh(b, lease("c"))
+				s.advance(timings.Renew)
+				s.step(s.renewed(Observation{LeasesGone: []string{"b"}, Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				s.cutOff(2500 * time.Millisecond)
+				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
+			},
+			want: []string{},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if !hasNote(p, "yielding") {
+					t.Errorf("notes %v: want a yield", p.Notes)
+				}
+			},
+		},
+		{
 			// Found by the chaos run: a forged gratuitous ARP during an API
 			// outage silenced every address it named.
 			name: "cut off: does not yield to a host that is no peer, reports it",

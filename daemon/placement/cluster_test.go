@@ -1,0 +1,403 @@
+package placement
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cluster runs several Cores against one simulated API server on a fake
+// clock: each renews its Lease every renew interval (and at once when its
+// claims change), and sees its peers' Leases, the Nodes and the Services
+// one tick after they change. Faults: a process paused, killed and
+// restarted, a Node excluded. It checks what the clients would see: how
+// many nodes answer each address.
+type cluster struct {
+	t       *testing.T
+	now     time.Time
+	members []*member
+	leases  map[string]LeaseUpdate // the API server's member Leases
+	svcs    map[string]ServiceUpdate
+	svcVer  map[string]int
+	nodes   map[string]NodeUpdate
+	log     []string // what happened, for a failure's message
+	seq     int      // renewTimes are unique
+	apiDown time.Time // the API server is down until then
+	// since: when each address began to be answered by more than one
+	// node; the ones answering hear each other's announcements.
+	since map[netip.Addr]time.Time
+}
+
+type member struct {
+	name       string
+	core       *Core
+	plan       Plan
+	down       bool // killed, not yet started again
+	starting   bool // started, waiting for the API server
+	pausedTill time.Time
+	cutTill    time.Time // cut off from the API server until then
+	noCarrier  time.Time // its service NIC has no carrier until then
+	carrier    bool      // as last observed
+	nextRenew  time.Time
+	writeNow   bool     // the claims changed: write at the next tick
+	writes     []Write  // written, not yet observed
+	conflicts  []Conflict
+	seen       int      // version of the world last observed
+	seenLeases map[string]time.Time
+	seenSvcs   map[string]int // version
+	seenNodes  map[string]NodeUpdate
+}
+
+const tick = 100 * time.Millisecond
+
+func newCluster(t *testing.T, n int) *cluster {
+	c := &cluster{t: t, now: time.Unix(1000, 0), leases: map[string]LeaseUpdate{}, svcs: map[string]ServiceUpdate{},
+		nodes: map[string]NodeUpdate{}, since: map[netip.Addr]time.Time{}, svcVer: map[string]int{}}
+	for i := range n {
+		name := fmt.Sprintf("n%d", i)
+		c.nodes[name] = NodeUpdate{Name: name, Ready: true}
+		c.members = append(c.members, &member{name: name})
+	}
+	for _, m := range c.members {
+		c.start(m)
+	}
+	return c
+}
+
+// start starts m's process; it steps once it reaches the API server and
+// its informers have listed, as l2lbd does.
+func (c *cluster) start(m *member) {
+	m.down, m.pausedTill, m.starting = false, time.Time{}, true
+	if c.reaches(m) {
+		c.firstStep(m)
+	}
+}
+
+func (c *cluster) firstStep(m *member) {
+	m.starting = false
+	m.core = NewCore(m.name, timings)
+	m.nextRenew = c.now
+	m.seenLeases, m.seenSvcs, m.seenNodes = map[string]time.Time{}, map[string]int{}, map[string]NodeUpdate{}
+	m.writes, m.plan = nil, Plan{}
+	cfg := testConfig(c.t, true)
+	m.carrier = !c.now.Before(m.noCarrier)
+	o := Observation{Config: cfg, Links: m.links(), NewLinks: true}
+	c.observe(m, &o)
+	m.plan = m.core.Step(o)
+}
+
+// links is its one service NIC as netio reports it.
+func (m *member) links() []Link {
+	l := Link{Name: "eth0", Usable: m.carrier, MAC: m.mac()}
+	if m.carrier {
+		l.Prefixes = eth0[0].Prefixes
+	}
+	return []Link{l}
+}
+
+func (m *member) mac() string { return "02:00:00:00:00:" + strings.TrimPrefix(m.name, "n") + "0" }
+
+// reaches: m can talk to the API server now.
+func (c *cluster) reaches(m *member) bool {
+	return !c.now.Before(c.apiDown) && !c.now.Before(m.cutTill)
+}
+
+// observe adds what changed in the API server since m last looked.
+func (c *cluster) observe(m *member, o *Observation) {
+	o.Now, o.Synced = c.now, true
+	o.Conflicts, m.conflicts = m.conflicts, nil // heard on the wire, not through the API
+	if carrier := !c.now.Before(m.noCarrier); carrier != m.carrier {
+		m.carrier = carrier
+		o.Links, o.NewLinks = m.links(), true
+	}
+	if !c.reaches(m) {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.leases)) {
+		l := c.leases[name]
+		if at, ok := m.seenLeases[name]; !ok || !at.Equal(l.Renew) {
+			m.seenLeases[name] = l.Renew
+			o.Leases = append(o.Leases, l)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.nodes)) {
+		if n, seen := c.nodes[name], m.seenNodes[name]; seen.Name == "" || seen.Excluded != n.Excluded || seen.Ready != n.Ready {
+			m.seenNodes[name] = n
+			o.Nodes = append(o.Nodes, n)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.svcs)) {
+		if v, seen := m.seenSvcs[name]; !seen || v != c.svcVer[name] {
+			m.seenSvcs[name] = c.svcVer[name]
+			o.Services = append(o.Services, c.svcs[name])
+		}
+	}
+	for name := range m.seenLeases {
+		if _, ok := c.leases[name]; !ok {
+			delete(m.seenLeases, name)
+			o.LeasesGone = append(o.LeasesGone, name)
+		}
+	}
+	for name := range m.seenSvcs {
+		if _, ok := c.svcs[name]; !ok {
+			delete(m.seenSvcs, name)
+			o.Services = append(o.Services, gone(name))
+		}
+	}
+	o.Writes, m.writes = m.writes, nil
+}
+
+// runFor advances the clock tick by tick, checking at every tick that no
+// address has two answering nodes.
+func (c *cluster) runFor(d time.Duration) {
+	for end := c.now.Add(d); c.now.Before(end); {
+		c.now = c.now.Add(tick)
+		for _, m := range c.members {
+			if m.starting && !m.down && c.reaches(m) {
+				c.firstStep(m)
+			}
+			if m.down || m.starting || c.now.Before(m.pausedTill) {
+				continue
+			}
+			if (m.writeNow || !c.now.Before(m.nextRenew)) && c.reaches(m) {
+				c.seq++
+				r := time.Unix(0, 0).Add(time.Duration(c.seq) * time.Millisecond)
+				pub := m.plan.Publish
+				if c.now.After(m.plan.AnswerUntil) { // as kube.Heartbeat writes it
+					pub.Claims, pub.Leader, pub.Handover, pub.HandoverTo = nil, false, netip.Addr{}, ""
+				}
+				c.leases[m.name] = LeaseUpdate{Node: m.name, Renew: r, Member: pub}
+				m.writes = append(m.writes, Write{Renew: r, Sent: c.now})
+				if !c.now.Before(m.nextRenew) {
+					m.nextRenew = c.now.Add(timings.Renew)
+				}
+				m.writeNow = false
+			}
+		}
+		for _, m := range c.members {
+			if m.down || m.starting || c.now.Before(m.pausedTill) {
+				continue
+			}
+			var o Observation
+			c.observe(m, &o)
+			m.plan = m.core.Step(o)
+			m.writeNow = m.writeNow || m.plan.PublishChanged
+			for _, n := range m.plan.Notes {
+				if n.Level >= slog.LevelInfo {
+					c.event("%s: %s %v", m.name, n.Msg, n.Attrs)
+				}
+			}
+		}
+		c.checkOverlap()
+	}
+}
+
+// answering lists the nodes answering for ip now: running, within their
+// deadline, with ip in their set.
+func (c *cluster) answering(ip netip.Addr) []string {
+	var out []string
+	for _, m := range c.members {
+		if m.down || m.starting || c.now.Before(m.pausedTill) || !c.now.Before(m.plan.AnswerUntil) {
+			continue
+		}
+		if _, ok := m.core.owned[ip]; ok {
+			out = append(out, m.name)
+		}
+	}
+	return out
+}
+
+func (c *cluster) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, u := range c.svcs {
+		for _, in := range u.Service.Status.LoadBalancer.Ingress {
+			out = append(out, netip.MustParseAddr(in.IP))
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// checkOverlap: two nodes answer for an address only briefly: a node cut
+// off yields when it hears the other's announcement.
+func (c *cluster) checkOverlap() {
+	for _, ip := range c.addrs() {
+		a := c.answering(ip)
+		if len(a) < 2 {
+			delete(c.since, ip)
+			continue
+		}
+		if _, ok := c.since[ip]; !ok {
+			c.since[ip] = c.now
+		}
+		// A node cut off acts on its view for freshFor before it knows it
+		// is stale and yields; one tick more for it to hear the other.
+		if d := c.now.Sub(c.since[ip]); d > timings.freshFor()+tick {
+			c.t.Fatalf("%s answered by %v for %v at %v\n%s", ip, a, d, c.now.Sub(time.Unix(1000, 0)), strings.Join(c.log, "\n"))
+		}
+		for _, m := range c.members {
+			for _, o := range c.members {
+				if m != o && slices.Contains(a, m.name) && slices.Contains(a, o.name) {
+					m.conflicts = append(m.conflicts, Conflict{IP: ip, MAC: o.mac(), Sender: o.mac(), Interface: "eth0"})
+				}
+			}
+		}
+	}
+}
+
+// checkSettled: with nothing happening, every address is answered by
+// exactly one node, at some tick within five seconds (a hand-over to
+// balance the load leaves one address between two nodes for a tick).
+func (c *cluster) checkSettled() {
+	var bad netip.Addr
+	var who []string
+	for range 50 {
+		bad = netip.Addr{}
+		for _, ip := range c.addrs() {
+			if a := c.answering(ip); len(a) != 1 {
+				bad, who = ip, a
+				break
+			}
+		}
+		if !bad.IsValid() {
+			return
+		}
+		c.runFor(tick)
+	}
+	owners := map[string]string{}
+	for _, m := range c.members {
+		if !m.down {
+			owners[m.name] = m.core.owners[bad]
+		}
+	}
+	c.t.Fatalf("%s answered by %v for five seconds after settling, at %v; each node places it with %v\n%s", bad, who,
+		c.now.Sub(time.Unix(1000, 0)), owners, strings.Join(c.log, "\n"))
+}
+
+func (c *cluster) event(format string, args ...any) {
+	c.log = append(c.log, fmt.Sprintf("%6.1fs ", c.now.Sub(time.Unix(1000, 0)).Seconds())+fmt.Sprintf(format, args...))
+}
+
+// TestClusterConverges drives five Cores through random faults, from
+// fixed seeds: no address is ever answered by two nodes at once, and once
+// the faults stop every address is answered by exactly one.
+func TestClusterConverges(t *testing.T) {
+	for seed := range uint64(200) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			c := newCluster(t, 5)
+			next := 200
+			names := func() []string {
+				var out []string
+				for _, m := range c.members {
+					out = append(out, m.name)
+				}
+				return out
+			}()
+			endpoints := func() []string { // one or two nodes
+				return []string{names[rng.IntN(len(names))], names[rng.IntN(len(names))]}
+			}
+			addSvc := func() {
+				ip := fmt.Sprintf("198.51.100.%d", next)
+				name := fmt.Sprintf("s%d", next)
+				next++
+				if next%3 == 0 {
+					ep := endpoints()
+					c.svcs[name] = localSvc(name, ip, ep...)
+					c.event("created %s (%s), Local, endpoints on %v", name, ip, ep)
+				} else {
+					c.svcs[name] = svc(name, ip)
+					c.event("created %s (%s)", name, ip)
+				}
+				c.svcVer[name]++
+			}
+			for range 8 {
+				addSvc()
+			}
+			c.runFor(10 * time.Second)
+			c.checkSettled()
+			for range 25 {
+				m := c.members[rng.IntN(len(c.members))]
+				switch k := rng.IntN(11); {
+				case k == 8:
+					d := time.Duration(1+rng.IntN(9)) * time.Second
+					m.noCarrier = c.now.Add(d)
+					c.event("%s lost carrier for %v", m.name, d)
+				case k == 9:
+					n := c.nodes[m.name]
+					n.Ready = !n.Ready
+					c.nodes[m.name] = n
+					c.event("%s Ready: %v", m.name, n.Ready)
+				case k == 10:
+					for _, name := range slices.Sorted(maps.Keys(c.svcs)) {
+						if u := c.svcs[name]; u.Endpoints != nil {
+							ep := endpoints()
+							u.Endpoints = set(ep)
+							c.svcs[name] = u
+							c.svcVer[name]++
+							c.event("moved the endpoints of %s to %v", name, ep)
+							break
+						}
+					}
+				case k == 0 && !m.down:
+					d := time.Duration(1+rng.IntN(9)) * time.Second
+					m.pausedTill = c.now.Add(d)
+					c.event("paused %s for %v", m.name, d)
+				case k == 1 && !m.down && rng.IntN(2) == 0:
+					m.down = true
+					c.event("killed %s", m.name)
+				case k == 1 && !m.down && !m.starting && !c.now.Before(m.pausedTill):
+					// Stopped: it stops answering, then deletes its
+					// Lease if a peer can take over (l2lbd's shutdown).
+					m.down = true
+					if m.core.PeerCanTakeOver() && c.reaches(m) {
+						delete(c.leases, m.name)
+					}
+					c.event("stopped %s", m.name)
+				case k == 2 && m.down:
+					c.start(m)
+					c.event("restarted %s", m.name)
+				case k == 3:
+					n := c.nodes[m.name]
+					n.Excluded = !n.Excluded
+					c.nodes[m.name] = n
+					c.event("%s excluded: %v", m.name, n.Excluded)
+				case k == 4 && next < 230:
+					addSvc()
+				case k == 6:
+					d := time.Duration(3+rng.IntN(20)) * time.Second
+					c.apiDown = c.now.Add(d)
+					c.event("API server down for %v", d)
+				case k == 7:
+					d := time.Duration(1+rng.IntN(9)) * time.Second
+					m.cutTill = c.now.Add(d)
+					c.event("%s cut off for %v", m.name, d)
+				case k == 5 && len(c.svcs) > 1:
+					names := slices.Sorted(maps.Keys(c.svcs))
+					name := names[rng.IntN(len(names))]
+					delete(c.svcs, name)
+					c.event("deleted %s", name)
+				}
+				c.runFor(time.Duration(rng.IntN(4000)) * time.Millisecond)
+			}
+			for _, m := range c.members {
+				if m.down {
+					c.start(m)
+					c.event("restarted %s", m.name)
+				}
+				n := c.nodes[m.name]
+				n.Excluded, n.Ready = false, true
+				c.nodes[m.name] = n
+			}
+			c.event("faults end")
+			c.runFor(30 * time.Second)
+			c.checkSettled()
+		})
+	}
+}
