@@ -26,8 +26,8 @@ type cluster struct {
 	svcs    map[string]ServiceUpdate
 	svcVer  map[string]int
 	nodes   map[string]NodeUpdate
-	log     []string // what happened, for a failure's message
-	seq     int      // renewTimes are unique
+	log     []string  // what happened, for a failure's message
+	seq     int       // renewTimes are unique
 	apiDown time.Time // the API server is down until then
 	// since: when each address began to be answered by more than one
 	// node; the ones answering hear each other's announcements.
@@ -45,10 +45,10 @@ type member struct {
 	noCarrier  time.Time // its service NIC has no carrier until then
 	carrier    bool      // as last observed
 	nextRenew  time.Time
-	writeNow   bool     // the claims changed: write at the next tick
-	writes     []Write  // written, not yet observed
+	writeNow   bool    // the claims changed: write at the next tick
+	writes     []Write // written, not yet observed
 	conflicts  []Conflict
-	seen       int      // version of the world last observed
+	seen       int // version of the world last observed
 	seenLeases map[string]time.Time
 	seenSvcs   map[string]int // version
 	seenNodes  map[string]NodeUpdate
