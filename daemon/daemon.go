@@ -166,6 +166,10 @@ func Run(ctx context.Context, opts Options) error {
 	placing.Go(func() { placer.run(ctx, placeChanged) })
 
 	<-ctx.Done()
+	// One budget for the shutdown's API calls, so that a stop with the API
+	// server down or slow ends within a lease duration or two, not one
+	// timeout after another.
+	stopBy := time.Now().Add(co.LeaseDuration)
 	life.stopping()
 	log.Info("l2lbd stopping")
 	placing.Wait()            // no decision may follow this one
@@ -174,7 +178,7 @@ func Run(ctx context.Context, opts Options) error {
 	stopHeartbeat()
 	beating.Wait() // no renewal may re-create the Lease after this
 	if placer.peerCanTakeOver() {
-		releaseCtx, cancelRelease := context.WithTimeout(context.Background(), co.LeaseDuration)
+		releaseCtx, cancelRelease := context.WithDeadline(context.Background(), stopBy)
 		if err := heartbeat.Release(releaseCtx); err != nil {
 			log.Warn("cannot delete the member Lease; peers take over when it expires", kube.ErrAttrs(err)...)
 		}
