@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -27,9 +26,7 @@ import (
 // the kernel's work of sending; %core@60s is that time's share of one core
 // over the default interval.
 func BenchmarkRefresh5000(b *testing.B) {
-	if os.Getenv("NETIO_BENCH") == "" {
-		b.Skip("set NETIO_BENCH=1 to measure (see BENCHMARKS.md)")
-	}
+	benchGate(b)
 	node := lab.Network(b, 1).Nodes[0]
 	desired := desiredSet{}
 	for i := range 2500 {
