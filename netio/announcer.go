@@ -285,14 +285,14 @@ type loop struct {
 	seenPtr  *desiredSet
 	names    map[string]bool // interfaces named in seen
 	bursts   []*burst
+	portDown chan *port
+	events   chan netEvent
+	wg       sync.WaitGroup
 	// The refresh round: refresh is when its next slice is due, refreshQ
 	// what it has yet to announce, refreshGap the time between slices.
 	refresh    time.Time
 	refreshQ   []netip.Addr
 	refreshGap time.Duration
-	portDown chan *port
-	events   chan netEvent
-	wg       sync.WaitGroup
 }
 
 func (l *loop) run(ctx context.Context) error {
