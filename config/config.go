@@ -100,6 +100,17 @@ type Coordination struct {
 	LeaseDuration time.Duration
 }
 
+// DefaultRefresh re-announces every owned IP once a minute. Switches forget
+// a MAC not seen for 300 s (the IEEE 802.1D default; Linux bridges' and
+// Open vSwitch's too), and a NIC that only answers for addresses (the API
+// traffic leaves by another) sends nothing else: the switch would flood its
+// traffic, or drop it where unknown unicast is not flooded. A minute leaves
+// four lost refreshes per ageing period to spare, and corrects within a
+// minute a neighbour cache that missed a takeover's burst. More often buys
+// little and costs every host on the segment more broadcasts: 5,000
+// addresses are some 83 a second at a minute.
+const DefaultRefresh = time.Minute
+
 // Announce configures gratuitous ARP and unsolicited Neighbor Advertisements.
 type Announce struct {
 	Count    int
@@ -132,7 +143,7 @@ func Default() Config {
 			LeaseDuration: 3 * time.Second,
 		},
 		Kubernetes: Kubernetes{QPS: DefaultQPS, Burst: DefaultBurst},
-		Announce:   Announce{Count: 3, Interval: time.Second},
+		Announce:   Announce{Count: 3, Interval: time.Second, Refresh: DefaultRefresh},
 		Metrics:    Metrics{Address: "127.0.0.1:9473"},
 		Log:        Log{Level: slog.LevelInfo},
 	}

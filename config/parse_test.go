@@ -32,7 +32,7 @@ func TestParseDefaults(t *testing.T) {
 		{"kubernetes.burst", c.Kubernetes.Burst, DefaultBurst},
 		{"announce.count", c.Announce.Count, 3},
 		{"announce.interval", c.Announce.Interval, time.Second},
-		{"announce.refresh", c.Announce.Refresh, time.Duration(0)},
+		{"announce.refresh", c.Announce.Refresh, time.Minute},
 		{"metrics", c.Metrics.Address, "127.0.0.1:9473"},
 		{"log", c.Log.Level, slog.LevelInfo},
 		{"pool autoAssign", c.Pools[0].AutoAssign, true},

@@ -144,7 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 	placer.netio = announcer
 	if addr := cfg.Metrics.Address; addr != "" {
 		m := &metrics{node: cfg.NodeName, version: opts.Version, life: life, stats: announcer.Stats, apiErrors: apiErrs,
-			config: w.Current, use: alloc.use.Load}
+			config: w.Current, use: alloc.use.Load, placing: placer.stats}
 		wg.Go(func() { serveMetrics(ctx, addr, m, log) })
 	}
 

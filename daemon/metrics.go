@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/l2lb/l2lb/config"
+	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/netio"
 )
 
@@ -29,6 +30,7 @@ type metrics struct {
 	apiErrors     *apiErrors
 	config        func() *config.Config
 	use           func() *poolUse // the latest allocation's; nil before the first
+	placing       *placeStats
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -44,6 +46,8 @@ var (
 	descPoolSize  = prometheus.NewDesc("l2lbd_pool_addresses", "Addresses in each pool, by family.", []string{"pool", "family"}, nil)
 	descPoolUsed  = prometheus.NewDesc("l2lbd_pool_addresses_used", "Addresses of each pool given to Services (the IPAM leader only).", []string{"pool"}, nil)
 	descPending   = prometheus.NewDesc("l2lbd_services_pending", "Services that get no address they need (the IPAM leader only).", nil, nil)
+	descTakeovers = prometheus.NewDesc("l2lbd_takeovers_total", "Addresses this node started answering for, by why (what became of the node that had them).", []string{"reason"}, nil)
+	descHandovers = prometheus.NewDesc("l2lbd_handovers_total", "Addresses this node offered to a peer to balance the load (it stops answering for each first).", nil, nil)
 	descAPIErrors = prometheus.NewDesc("l2lbd_api_request_errors_total", "Kubernetes API requests that failed (transport error or a status other than 2xx), by HTTP verb.", []string{"verb"}, nil)
 
 	ifaceLabels = []string{"interface", "family"}
@@ -60,9 +64,10 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads, descDecisions, descAPIErrors, descPoolSize, descPoolUsed, descPending} {
+	for _, d := range []*prometheus.Desc{descInfo, descReady, descLeader, descFrozen, descAnswering, descReloads, descDecisions, descAPIErrors, descPoolSize, descPoolUsed, descPending, descTakeovers, descHandovers} {
 		ch <- d
 	}
+	m.placing.duration.Describe(ch)
 	for _, c := range packetCounters {
 		ch <- c.desc
 	}
@@ -89,6 +94,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descReloads, m.life.reloadsOK.Load(), "ok")
 	counter(descReloads, m.life.reloadsRefused.Load(), "refused")
 	counter(descDecisions, m.life.decisions.Load())
+	for _, r := range placement.TakeoverReasons() {
+		counter(descTakeovers, m.placing.takeovers[r].Load(), r.String())
+	}
+	counter(descHandovers, m.placing.handovers.Load())
+	m.placing.duration.Collect(ch)
 	errs := m.apiErrors.snapshot()
 	for _, verb := range slices.Sorted(maps.Keys(errs)) {
 		counter(descAPIErrors, errs[verb], verb)

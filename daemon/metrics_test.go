@@ -13,6 +13,7 @@ import (
 
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/ipam"
+	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/netio"
 )
 
@@ -53,7 +54,12 @@ func TestMetricsText(t *testing.T) {
 	}
 	life.leader.Store(true)
 	use := &poolUse{used: map[string]int{"lan": 2}, pending: 1}
-	m := &metrics{node: "node-1", version: "v1", life: life, apiErrors: errs,
+	placing := newPlaceStats()
+	placing.takeovers[placement.TakeoverPeerExpired].Add(4)
+	placing.handovers.Add(2)
+	placing.duration.Observe(0.0003)
+	placing.duration.Observe(0.002)
+	m := &metrics{node: "node-1", version: "v1", life: life, apiErrors: errs, placing: placing,
 		config: func() *config.Config { return cfg }, use: func() *poolUse { return use }, stats: func() map[string]netio.InterfaceStats {
 			return map[string]netio.InterfaceStats{
 				"eth1": {IPv6: netio.Counters{Requests: 7}},
@@ -73,6 +79,13 @@ func TestMetricsText(t *testing.T) {
 		"l2lbd_config_reloads_total{result=\"ok\"} 0\n",
 		"l2lbd_config_reloads_total{result=\"refused\"} 2\n",
 		"l2lbd_decisions_total 1\n",
+		"l2lbd_takeovers_total{reason=\"new\"} 0\n",
+		"l2lbd_takeovers_total{reason=\"peer_expired\"} 4\n",
+		"l2lbd_takeovers_total{reason=\"handover\"} 0\n",
+		"l2lbd_handovers_total 2\n",
+		"# TYPE l2lbd_decision_duration_seconds histogram\n",
+		"l2lbd_decision_duration_seconds_bucket{le=\"0.0002\"} 0\nl2lbd_decision_duration_seconds_bucket{le=\"0.0008\"} 1\nl2lbd_decision_duration_seconds_bucket{le=\"0.0032\"} 2\n",
+		"l2lbd_decision_duration_seconds_count 2\n",
 		"l2lbd_api_request_errors_total{verb=\"GET\"} 1\nl2lbd_api_request_errors_total{verb=\"PUT\"} 2\n",
 		// Prometheus sorts label names; the series are today's.
 		"l2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth0\"} 10\nl2lbd_neighbor_requests_total{family=\"ipv4\",interface=\"eth1\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth0\"} 0\nl2lbd_neighbor_requests_total{family=\"ipv6\",interface=\"eth1\"} 7\n",
@@ -96,7 +109,7 @@ func TestMetricsFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &metrics{life: &lifecycle{}, apiErrors: &apiErrors{byVerb: map[string]uint64{}}, stats: func() map[string]netio.InterfaceStats { return nil },
+	m := &metrics{life: &lifecycle{}, apiErrors: &apiErrors{byVerb: map[string]uint64{}}, placing: newPlaceStats(), stats: func() map[string]netio.InterfaceStats { return nil },
 		config: func() *config.Config { return cfg }, use: func() *poolUse { return &poolUse{used: map[string]int{"lan": 3}} }}
 	got := scrape(t, m)
 	if strings.Contains(got, "l2lbd_pool_addresses_used") || strings.Contains(got, "l2lbd_services_pending") || !strings.Contains(got, "l2lbd_pool_addresses{family=\"ipv4\",pool=\"lan\"} 8\n") {

@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/l2lb/l2lb/config"
 	"github.com/l2lb/l2lb/daemon/ipam"
 	"github.com/l2lb/l2lb/daemon/kube"
@@ -70,6 +72,8 @@ type placer struct {
 	// lead, if set, hears after every decision whether this node is to
 	// write Service status (it leads IPAM and its view is fresh).
 	lead func(bool)
+	// stats counts what the plans say, for the metrics.
+	stats *placeStats
 
 	// Filled from other goroutines; the loop drains them.
 	wake         chan struct{}
@@ -125,7 +129,45 @@ type writeLog struct {
 	writes []placement.Write
 }
 
+// placeStats counts what the plans say. The loop writes it; scrapes read
+// it.
+type placeStats struct {
+	takeovers [placement.TakeoverReasonCount]atomic.Uint64 // by reason
+	handovers atomic.Uint64
+	offered   netip.Addr // the hand-over in flight, owned by the loop
+	offeredTo string
+	// duration is the time the core took per decision.
+	duration prometheus.Histogram
+}
+
+func newPlaceStats() *placeStats {
+	return &placeStats{duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "l2lbd_decision_duration_seconds",
+		Help: "Time the placement core took per decision.",
+		// From a renewal's few microseconds to a full re-decision of
+		// thousands of addresses.
+		Buckets: prometheus.ExponentialBuckets(50e-6, 4, 9),
+	})}
+}
+
+// count takes a plan's takeovers and any new hand-over offer.
+func (st *placeStats) count(plan placement.Plan) {
+	for _, a := range plan.Announced {
+		if a.Reason < placement.TakeoverReasonCount {
+			st.takeovers[a.Reason].Add(1)
+		}
+	}
+	h, to := plan.Publish.Handover, plan.Publish.HandoverTo
+	if h.IsValid() && (h != st.offered || to != st.offeredTo) {
+		st.handovers.Add(1)
+	}
+	st.offered, st.offeredTo = h, to
+}
+
 func newPlacer(p placer) *placer {
+	if p.stats == nil {
+		p.stats = newPlaceStats()
+	}
 	p.writes = &writeLog{}
 	p.linksChanged = new(atomic.Bool)
 	p.wake = make(chan struct{}, 1)
@@ -218,7 +260,10 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 			}
 		}
 		last = time.Now()
-		plan := p.core.Step(p.observe(last))
+		o := p.observe(last)
+		began := time.Now()
+		plan := p.core.Step(o)
+		p.stats.duration.Observe(time.Since(began).Seconds())
 		p.apply(plan)
 		timer.Reset(plan.Wake)
 	}
@@ -389,6 +434,7 @@ func (p *placer) nodeUpdate(name string) placement.NodeUpdate {
 
 // apply carries out a plan.
 func (p *placer) apply(plan placement.Plan) {
+	p.stats.count(plan)
 	// The new set and claims before the new deadline: an old set or old
 	// claims (from before a pause) must never be answered or written under
 	// a deadline extended by this step.

@@ -28,3 +28,56 @@ func TestConflictSet(t *testing.T) {
 		t.Errorf("took %v again", got)
 	}
 }
+
+// TestPlaceStatsCount: takeovers are counted by reason, and a hand-over
+// once per offer however many plans publish it.
+func TestPlaceStatsCount(t *testing.T) {
+	ip := netip.MustParseAddr
+	offer := func(addr, to string) placement.Plan {
+		var p placement.Plan
+		if addr != "" {
+			p.Publish.Handover, p.Publish.HandoverTo = ip(addr), to
+		}
+		return p
+	}
+	took := func(reasons ...placement.TakeoverReason) placement.Plan {
+		var p placement.Plan
+		for _, r := range reasons {
+			p.Announced = append(p.Announced, placement.Announced{IP: ip("198.51.100.1"), Reason: r})
+		}
+		return p
+	}
+	tests := []struct {
+		name      string
+		plans     []placement.Plan
+		handovers uint64
+		takeovers map[placement.TakeoverReason]uint64
+	}{
+		{name: "no plan", handovers: 0},
+		{name: "one offer published by three plans", plans: []placement.Plan{offer("198.51.100.1", "b"), offer("198.51.100.1", "b"), offer("198.51.100.1", "b")}, handovers: 1},
+		{name: "an offer taken, then the next", plans: []placement.Plan{offer("198.51.100.1", "b"), offer("", ""), offer("198.51.100.2", "c")}, handovers: 2},
+		{name: "the next offer in the step that ends the last", plans: []placement.Plan{offer("198.51.100.1", "b"), offer("198.51.100.2", "b")}, handovers: 2},
+		{name: "the same address offered again later", plans: []placement.Plan{offer("198.51.100.1", "b"), offer("", ""), offer("198.51.100.1", "b")}, handovers: 2},
+		{
+			name:      "takeovers by reason",
+			plans:     []placement.Plan{took(placement.TakeoverPeerExpired, placement.TakeoverPeerExpired, placement.TakeoverNew), took(placement.TakeoverHandover)},
+			takeovers: map[placement.TakeoverReason]uint64{placement.TakeoverPeerExpired: 2, placement.TakeoverNew: 1, placement.TakeoverHandover: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newPlaceStats()
+			for _, p := range tt.plans {
+				st.count(p)
+			}
+			if got := st.handovers.Load(); got != tt.handovers {
+				t.Errorf("handovers %d, want %d", got, tt.handovers)
+			}
+			for _, r := range placement.TakeoverReasons() {
+				if got := st.takeovers[r].Load(); got != tt.takeovers[r] {
+					t.Errorf("takeovers %s: %d, want %d", r, got, tt.takeovers[r])
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -38,7 +39,8 @@ type Options struct {
 	// DefaultAnnounceInterval.
 	AnnounceInterval time.Duration
 	// AnnounceRefresh, if positive, re-announces every owned IP that often,
-	// so switch MAC tables and neighbour caches never age out.
+	// so switch MAC tables and neighbour caches never age out; the
+	// addresses are announced a slice at a time, spread over the interval.
 	AnnounceRefresh time.Duration
 	// OnConflict is called for every frame in which another MAC claims an
 	// owned IP: a peer announcing every second is a call every second, and
@@ -283,10 +285,14 @@ type loop struct {
 	seenPtr  *desiredSet
 	names    map[string]bool // interfaces named in seen
 	bursts   []*burst
-	refresh  time.Time
 	portDown chan *port
 	events   chan netEvent
 	wg       sync.WaitGroup
+	// The refresh round: refresh is when its next slice is due, refreshQ
+	// what it has yet to announce, refreshGap the time between slices.
+	refresh    time.Time
+	refreshQ   []netip.Addr
+	refreshGap time.Duration
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -452,9 +458,32 @@ func (l *loop) announceDue() {
 	clear(l.bursts[len(kept):])
 	l.bursts = kept
 	if !l.refresh.IsZero() && !now.Before(l.refresh) {
-		l.announce(nil, desired)
-		l.refresh = now.Add(l.a.opts.AnnounceRefresh)
+		l.refreshSlice(now, desired)
 	}
+}
+
+// refreshSlice is the number of addresses a refresh announces at once: one
+// sendmmsg per port and family.
+const refreshSlice = announceBatch
+
+// refreshSlice re-announces the next slice of a refresh round. A round
+// announces every owned address once per AnnounceRefresh, in slices spread
+// evenly over it, so that 5,000 addresses are some 64 broadcasts every
+// 0.8 s for the segment's hosts to process rather than 5,000 at once,
+// and the loop, which also applies new sets and link changes, is never
+// busy for long. Addresses added during a round have had their burst and
+// wait for the next one.
+func (l *loop) refreshSlice(now time.Time, desired desiredSet) {
+	if len(l.refreshQ) == 0 {
+		l.refreshQ = slices.SortedFunc(maps.Keys(desired), netip.Addr.Compare)
+		parts := max(1, (len(l.refreshQ)+refreshSlice-1)/refreshSlice)
+		l.refreshGap = l.a.opts.AnnounceRefresh / time.Duration(parts)
+	}
+	if n := min(len(l.refreshQ), refreshSlice); n > 0 {
+		l.announce(l.refreshQ[:n], desired)
+		l.refreshQ = l.refreshQ[n:]
+	}
+	l.refresh = now.Add(l.refreshGap)
 }
 
 // announce sends one announcement for each of ips, or for every desired IP

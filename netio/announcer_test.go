@@ -3,6 +3,7 @@ package netio
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -650,6 +651,51 @@ func TestAnnouncerLinks(t *testing.T) {
 			if calls != s.calls {
 				t.Errorf("%s: OnLinks called %d times so far, want %d", s.name, calls, s.calls)
 			}
+		}
+	})
+}
+
+// TestAnnouncerRefreshPaced: a refresh round announces every owned address
+// once per interval, a slice at a time spread over it, never all at once.
+func TestAnnouncerRefreshPaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		desired := map[netip.Addr]string{}
+		for i := range 200 {
+			desired[netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})] = "eth0"
+		}
+		h := startAnnouncer(t, Options{AnnounceCount: 1, AnnounceRefresh: 40 * time.Second}, desired, eth(2, "eth0", nodeMAC, ethUp))
+		defer h.stop()
+		if got := len(h.announcements("eth0")); got != 200 {
+			t.Fatalf("burst announced %d addresses, want 200", got)
+		}
+		// 200 addresses are 4 slices, 10 s apart, from 40 s on.
+		time.Sleep(40*time.Second - time.Millisecond)
+		synctest.Wait()
+		total := map[netip.Addr]int{}
+		for i := range 4 {
+			time.Sleep(time.Millisecond)
+			synctest.Wait()
+			got := h.announcements("eth0")
+			if want := min(refreshSlice, 200-i*refreshSlice); len(got) != want {
+				t.Errorf("slice %d announced %d addresses, want %d", i, len(got), want)
+			}
+			for ip, n := range got {
+				total[ip] += n
+			}
+			time.Sleep(10*time.Second - time.Millisecond)
+			synctest.Wait()
+			if got := h.announcements("eth0"); len(got) != 0 {
+				t.Errorf("between slices %d and %d: %d announced", i, i+1, len(got))
+			}
+		}
+		if len(total) != 200 || slices.ContainsFunc(slices.Collect(maps.Values(total)), func(n int) bool { return n != 1 }) {
+			t.Errorf("a round announced %d addresses, some more than once: %v", len(total), total)
+		}
+		// The next round starts an interval after the first.
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := len(h.announcements("eth0")); got != refreshSlice {
+			t.Errorf("the next round's first slice announced %d, want %d", got, refreshSlice)
 		}
 	})
 }

@@ -65,7 +65,7 @@ func helperAnnouncer() int {
 	return 0
 }
 
-func benchGate(t *testing.T) {
+func benchGate(t testing.TB) {
 	if os.Getenv("NETIO_BENCH") == "" {
 		t.Skip("set NETIO_BENCH=1 to measure (see BENCHMARKS.md)")
 	}

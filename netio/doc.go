@@ -32,8 +32,9 @@
 // When an IP enters the set, or its interface comes (back) up, the Announcer
 // sends a burst of gratuitous ARP requests (sender = target = IP, broadcast)
 // or unsolicited Neighbor Advertisements (to ff02::1, Override set), and
-// optionally repeats them periodically so switch MAC tables do not age out;
-// a burst for many IPs goes out with one sendmmsg per 64 frames.
+// optionally repeats them periodically so switch MAC tables do not age out,
+// 64 IPs at a time spread over the period; a burst for many IPs goes out
+// with one sendmmsg per 64 frames.
 // Another MAC claiming an owned IP (ARP with that sender IP, NA for that
 // target) is reported as a [Conflict], frame by frame, with the frame's
 // Ethernet source beside the MAC it claims: netio counts and reports, its

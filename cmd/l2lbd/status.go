@@ -103,14 +103,9 @@ func readClient(kubeconfig string) (*kube.Client, error) {
 	return kube.NewClient(rc)
 }
 
-// leaseWatch is how long status watches the member Leases for renewals:
-// one renew interval and some slack, never more than a lease duration.
-func leaseWatch(co config.Coordination) time.Duration {
-	return min(co.LeaseDuration, co.RenewInterval+500*time.Millisecond)
-}
-
 // gather reads the snapshot. The lists run while the member Leases are
-// watched for renewals, so the command takes about one renew interval.
+// watched for renewals, so the command takes about one renew interval
+// (a lease duration when a node does not renew).
 // Events are optional: a credential that may not list them (the nodes'
 // own) gets a warning, not an error.
 func gather(ctx context.Context, client *kube.Client, cfg *config.Config) (status.Snapshot, []string, error) {
@@ -167,7 +162,7 @@ func gather(ctx context.Context, client *kube.Client, cfg *config.Config) (statu
 			}
 		})
 	}
-	leases, err := watchLeases(ctx, client, cfg.Coordination.Namespace, leaseWatch(cfg.Coordination))
+	leases, err := watchLeases(ctx, client, cfg.Coordination.Namespace, cfg.Coordination.LeaseDuration)
 	if err != nil {
 		fail(err)
 	}
@@ -177,63 +172,37 @@ func gather(ctx context.Context, client *kube.Client, cfg *config.Config) (statu
 	return snap, warnings, errors.Join(errs...)
 }
 
-// watchLeases lists the member Leases until each has been renewed once or
-// window has passed; a Lease renewed meanwhile is live. Only renewTimes are
-// compared with each other, never with this machine's clock.
-func watchLeases(ctx context.Context, client *kube.Client, namespace string, window time.Duration) ([]status.Lease, error) {
+// watchLeases lists the member Leases until status.Watch has judged every
+// node's liveness: about one renew interval when every node renews, at most
+// a lease duration when one does not.
+func watchLeases(ctx context.Context, client *kube.Client, namespace string, leaseDuration time.Duration) ([]status.Lease, error) {
 	const every = 200 * time.Millisecond
-	first := map[string]*metav1.MicroTime{}
-	byNode := map[string]*status.Lease{}
-	var order []string
-	deadline := time.Now().Add(window)
+	w := status.NewWatch(leaseDuration)
 	for {
+		sent := time.Now()
 		var list coordinationv1.LeaseList
 		if err := client.Coordination.Get().Namespace(namespace).Resource("leases").Do(ctx).Into(&list); err != nil {
 			return nil, fmt.Errorf("list Leases in %s: %w", namespace, err)
 		}
-		current := map[string]bool{}
+		var members []status.Listed
 		for i := range list.Items {
 			l := &list.Items[i]
-			node, m, ok := kube.ParseMember(l)
-			if !ok {
-				continue
-			}
-			current[node] = true
-			s, known := byNode[node]
-			if !known {
-				s = &status.Lease{Node: node}
-				byNode[node] = s
-				order = append(order, node)
-				first[node] = l.Spec.RenewTime
-			}
-			s.Member = m
-			if r := l.Spec.RenewTime; r != nil && first[node] != nil && !r.Equal(first[node]) {
-				s.Live = true
+			if node, m, ok := kube.ParseMember(l); ok {
+				ls := status.Listed{Node: node, Member: m}
+				if l.Spec.RenewTime != nil {
+					ls.Renew = l.Spec.RenewTime.Time
+				}
+				members = append(members, ls)
 			}
 		}
-		for node := range byNode {
-			if !current[node] { // deleted meanwhile: a graceful stop
-				byNode[node].Live = false
-			}
-		}
-		allLive := true
-		for _, s := range byNode {
-			allLive = allLive && s.Live
-		}
-		if allLive || !time.Now().Add(every).Before(deadline) {
-			break
+		w.Observe(sent, time.Now(), members)
+		if w.Done() {
+			return w.Leases(), nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(every):
+		case <-time.After(w.Wait(time.Now(), every)):
 		}
 	}
-	var out []status.Lease
-	for _, node := range order {
-		if s := byNode[node]; s != nil {
-			out = append(out, *s)
-		}
-	}
-	return out, nil
 }

@@ -170,11 +170,12 @@ type Note struct {
 	Attrs []any
 }
 
-// Announced is an address this node started answering for.
+// Announced is an address this node started answering for, and why.
 type Announced struct {
 	IP        netip.Addr
 	Interface string
 	Services  []ipam.Key
+	Reason    TakeoverReason
 }
 
 // ConflictLog is the daemon's log line for a ConflictReport.
@@ -1265,12 +1266,13 @@ func (c *Core) finish(s *step, stale bool) {
 			if c.contested(ip) {
 				s.plan.PublishMayWait = false
 			}
-			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", c.takeoverReason(s, ip))
+			reason, why := c.takeoverReason(s, ip)
+			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", why)
 			var svcs []ipam.Key
 			if a := c.addrs[ip]; a != nil {
 				svcs = slices.Clone(a.services)
 			}
-			s.plan.Announced = append(s.plan.Announced, Announced{IP: ip, Interface: iface, Services: svcs})
+			s.plan.Announced = append(s.plan.Announced, Announced{IP: ip, Interface: iface, Services: svcs, Reason: reason})
 		}
 		for ip := range c.owned {
 			if _, ok := s.next[ip]; !ok {
@@ -1344,8 +1346,9 @@ func (c *Core) contested(ip netip.Addr) bool {
 }
 
 // takeoverReason says why this node takes ip over: what became of the
-// node it had placed ip with, else of a peer that still claims it.
-func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
+// node it had placed ip with, else of a peer that still claims it; as a
+// code for the metrics and a sentence for the log.
+func (c *Core) takeoverReason(s *step, ip netip.Addr) (TakeoverReason, string) {
 	prev := s.was[ip]
 	if prev == "" || prev == c.self {
 		for name, p := range c.peers {
@@ -1355,25 +1358,28 @@ func (c *Core) takeoverReason(s *step, ip netip.Addr) string {
 		}
 	}
 	if prev == "" || prev == c.self {
-		return "new address, nobody claims it, or this node just started"
+		if !c.started { // only restored claims are taken in the first step
+			return TakeoverRestart, "this node claimed it before it restarted"
+		}
+		return TakeoverNew, "new address, or nobody claims it"
 	}
 	p, known := c.peers[prev]
 	f := c.nodes[prev]
 	switch {
 	case !known:
-		return fmt.Sprintf("node %s's Lease was deleted (a graceful stop)", prev)
+		return TakeoverPeerStopped, fmt.Sprintf("node %s's Lease was deleted (a graceful stop)", prev)
 	case !p.live:
-		return fmt.Sprintf("node %s stopped renewing its Lease", prev)
+		return TakeoverPeerExpired, fmt.Sprintf("node %s stopped renewing its Lease", prev)
 	case !f.ready:
-		return fmt.Sprintf("node %s is not Ready", prev)
+		return TakeoverPeerNotReady, fmt.Sprintf("node %s is not Ready", prev)
 	case f.excluded:
-		return fmt.Sprintf("node %s is excluded from load balancers", prev)
+		return TakeoverPeerExcluded, fmt.Sprintf("node %s is excluded from load balancers", prev)
 	case p.member.Handover == ip && p.member.HandoverTo == c.self:
-		return fmt.Sprintf("node %s handed it over to balance the load", prev)
+		return TakeoverHandover, fmt.Sprintf("node %s handed it over to balance the load", prev)
 	case c.addrs[ip] != nil && c.unselected[prev][c.addrs[ip].pool]:
-		return fmt.Sprintf("node %s no longer matches the nodeSelector of pool %s", prev, c.addrs[ip].pool)
+		return TakeoverPeerUnselected, fmt.Sprintf("node %s no longer matches the nodeSelector of pool %s", prev, c.addrs[ip].pool)
 	}
-	return fmt.Sprintf("node %s is no longer eligible (endpoints, pools or claims changed)", prev)
+	return TakeoverPeerIneligible, fmt.Sprintf("node %s is no longer eligible (endpoints, pools or claims changed)", prev)
 }
 
 // dropReason says why this node stops answering for ip.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,11 +152,37 @@ func populateNeigh(t testing.TB, l *lab.Lab, ip netip.Addr) string {
 	return strings.ToLower(mac.String())
 }
 
+// metricsOn is the metrics address of a node's daemon, on its own loopback.
+const metricsOn = "metrics: {address: \"127.0.0.1:9473\"}\n"
+
+// scrapeSeries returns the value of one series in node's metrics.
+func scrapeSeries(t testing.TB, node *lab.Node, series string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctxBg, 10*time.Second)
+	defer cancel()
+	out, err := node.Exec(ctx, "curl", "-sS", "--noproxy", "*", "http://127.0.0.1:9473/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v: %s", node.Name, err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metrics of %s: %q: %v", node.Name, line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metrics of %s lack %s:\n%s", node.Name, series, out)
+	return 0
+}
+
 // TestAnswerAndFailover: one node answers each address (ARP and NDP) and
-// serves curl; SIGKILL of the owner moves the address by announcement; a
-// SIGTERM moves it faster.
+// serves curl; SIGKILL of the owner moves the address by announcement, and
+// the new owner counts the takeover by its reason; a SIGTERM moves it
+// faster.
 func TestAnswerAndFailover(t *testing.T) {
-	l, ds := placementLab(t, 3, "")
+	l, ds := placementLab(t, 3, metricsOn)
 	l.CreateLBService(ctxBg, "default", "web", lab.WithDualStack())
 	ips := waitIngress(t, l, "default", "web", 2)
 	standIn(t, l, ips...)
@@ -182,6 +209,13 @@ func TestAnswerAndFailover(t *testing.T) {
 	}
 	if macs := answering(t, l, v4); len(macs) != 1 || macs[0] != mac {
 		t.Errorf("after failover %s is answered by %v, want only %s", v4, macs, mac)
+	}
+	heir := nodeByMAC(l, mac)
+	if got := scrapeSeries(t, heir, `l2lbd_takeovers_total{reason="peer_expired"}`); got < 1 {
+		t.Errorf("%s counts %v takeovers from an expired peer, want at least 1", heir.Name, got)
+	}
+	if got := scrapeSeries(t, heir, "l2lbd_decision_duration_seconds_count"); got < 1 {
+		t.Errorf("%s timed %v decisions", heir.Name, got)
 	}
 
 	// Graceful: SIGTERM hands over through the deleted Lease.

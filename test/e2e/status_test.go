@@ -170,13 +170,45 @@ func TestStatus(t *testing.T) {
 	}
 	l.DeleteService(ctxBg, "default", "typo")
 
-	// A daemon killed: its node is not live.
+	// A daemon whose renewal comes late, within a lease duration (stopped
+	// for 1.5 s, longer than a renew interval and some slack): its peers
+	// count it live, and so does the command.
+	late := daemonOn(ds, l.Nodes[1])
+	if err := late.proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := make(chan error, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		resumed <- late.proc.Signal(syscall.SIGCONT)
+	}()
+	s, code = u.json(t)
+	if err := <-resumed; err != nil {
+		t.Fatal(err)
+	}
+	lateLive := false
+	for _, n := range s.Nodes {
+		lateLive = lateLive || n.Name == l.Nodes[1].Name && n.Live
+	}
+	if !lateLive || code != 0 {
+		t.Errorf("exit %d, nodes %+v: want %s live after a late renewal", code, s.Nodes, l.Nodes[1].Name)
+	}
+
+	// A daemon killed: its node is not live, said once a lease duration
+	// (3 s) has been watched.
 	victim := daemonOn(ds, l.Nodes[2])
 	victim.proc.Signal(syscall.SIGKILL)
 	victim.proc.Wait(5 * time.Second)
-	s, code = u.json(t)
+	out, _, code, took := u.run(t, "-o", "json")
+	t.Logf("l2lbd status with a node not renewing: exit %d in %v", code, took)
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
 	if code != 1 || !slices.ContainsFunc(s.Attention, func(a string) bool { return strings.Contains(a, "node "+l.Nodes[2].Name+": l2lbd is not live") }) {
 		t.Errorf("exit %d, attention %q: want node %s not live", code, s.Attention, l.Nodes[2].Name)
+	}
+	if took > 5*time.Second {
+		t.Errorf("status took %v with a node not renewing, want a lease duration and the lists", took)
 	}
 }
 

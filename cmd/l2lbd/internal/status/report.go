@@ -38,7 +38,8 @@ const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 type Lease struct {
 	Node   string
 	Member kube.Member
-	// Live: its renewTime changed while the command watched.
+	// Live: its renewTime changed within a lease duration of watching
+	// (see Watch).
 	Live bool
 }
 
