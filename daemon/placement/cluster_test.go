@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/l2lb/l2lb/config"
 )
 
 // cluster runs several Cores against one simulated API server on a fake
@@ -28,6 +30,7 @@ type cluster struct {
 	nodes   map[string]NodeUpdate
 	log     []string  // what happened, for a failure's message
 	seq     int       // renewTimes are unique
+	spare   bool      // every node's config has a spare pool
 	apiDown time.Time // the API server is down until then
 	// since: when each address began to be answered by more than one
 	// node; the ones answering hear each other's announcements.
@@ -47,6 +50,7 @@ type member struct {
 	nextRenew  time.Time
 	writeNow   bool    // the claims changed: write at the next tick
 	writes     []Write // written, not yet observed
+	spare      bool    // its config has the spare pool, as last observed
 	conflicts  []Conflict
 	seen       int // version of the world last observed
 	seenLeases map[string]time.Time
@@ -85,7 +89,8 @@ func (c *cluster) firstStep(m *member) {
 	m.nextRenew = c.now
 	m.seenLeases, m.seenSvcs, m.seenNodes = map[string]time.Time{}, map[string]int{}, map[string]NodeUpdate{}
 	m.writes, m.plan = nil, Plan{}
-	cfg := testConfig(c.t, true)
+	m.spare = c.spare
+	cfg := c.config()
 	m.carrier = !c.now.Before(m.noCarrier)
 	o := Observation{Config: cfg, Links: m.links(), NewLinks: true}
 	c.observe(m, &o)
@@ -103,6 +108,21 @@ func (m *member) links() []Link {
 
 func (m *member) mac() string { return "02:00:00:00:00:" + strings.TrimPrefix(m.name, "n") + "0" }
 
+// config is the nodes' configuration: testConfig's, with a spare pool when
+// the operator added one.
+func (c *cluster) config() *config.Config {
+	y := "nodeName: a\npools:\n  - name: lan\n    addresses: [198.51.100.200-198.51.100.231]\n" +
+		"  - name: other\n    addresses: [198.51.100.240-198.51.100.241]\n    autoAssign: false\n"
+	if c.spare {
+		y += "  - name: spare\n    addresses: [198.51.100.250-198.51.100.251]\n    autoAssign: false\n"
+	}
+	cfg, err := config.Parse("test.yaml", []byte(y), "a")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cfg
+}
+
 // reaches: m can talk to the API server now.
 func (c *cluster) reaches(m *member) bool {
 	return !c.now.Before(c.apiDown) && !c.now.Before(m.cutTill)
@@ -112,6 +132,10 @@ func (c *cluster) reaches(m *member) bool {
 func (c *cluster) observe(m *member, o *Observation) {
 	o.Now, o.Synced = c.now, true
 	o.Conflicts, m.conflicts = m.conflicts, nil // heard on the wire, not through the API
+	if m.spare != c.spare {                     // a config file is local: read even when cut off
+		m.spare = c.spare
+		o.Config = c.config()
+	}
 	if carrier := !c.now.Before(m.noCarrier); carrier != m.carrier {
 		m.carrier = carrier
 		o.Links, o.NewLinks = m.links(), true
@@ -324,7 +348,10 @@ func TestClusterConverges(t *testing.T) {
 			c.checkSettled()
 			for range 25 {
 				m := c.members[rng.IntN(len(c.members))]
-				switch k := rng.IntN(11); {
+				switch k := rng.IntN(12); {
+				case k == 11:
+					c.spare = !c.spare
+					c.event("config edited: spare pool %v", c.spare)
 				case k == 8:
 					d := time.Duration(1+rng.IntN(9)) * time.Second
 					m.noCarrier = c.now.Add(d)
