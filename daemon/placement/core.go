@@ -286,9 +286,10 @@ type Core struct {
 
 	warned     map[conflictKey]time.Time
 	warnedMACs map[netip.Addr]int // keys of warned per address
-	// peerMACs are the MACs each peer last published, kept when its Lease
-	// goes: a peer stopped and started again while this node was cut off
-	// comes back with the same MACs, under a Lease this node never saw.
+	// peerMACs are the MACs each peer published, kept when its Lease goes
+	// (a peer stopped and started again while this node was cut off comes
+	// back with the same MACs, under a Lease this node never saw), and
+	// forgotten when its Node object is deleted.
 	peerMACs map[string][]string
 }
 
@@ -418,6 +419,11 @@ func (c *Core) Step(o Observation) Plan {
 	}
 	c.recordWrites(o.Writes)
 	c.expirePeers(s)
+	for ip, at := range c.received {
+		if s.now.Sub(at) >= handoverBackoff {
+			delete(c.received, ip)
+		}
+	}
 	c.checkHealth(s, o.Synced)
 	if len(o.Conflicts) > 0 {
 		c.forgetConflicts(o.Now)
@@ -537,6 +543,7 @@ func (c *Core) setNode(s *step, u NodeUpdate) {
 		delete(c.nodes, u.Name)
 		delete(c.labels, u.Name)
 		delete(c.unselected, u.Name)
+		delete(c.peerMACs, u.Name) // decommissioned: its MACs are no peer's
 		_, member := c.peers[u.Name]
 		s.full = s.full || known && (member || u.Name == c.self)
 		return
@@ -586,6 +593,12 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 		c.peers[u.Node] = p
 	}
 	if !known || !p.renew.Equal(u.Renew) {
+		if known && s.now.Sub(p.seenAt) >= c.t.silent() {
+			// Back after a gap long enough for it to have lapsed
+			// (paused, restarted) though not yet expired here: it
+			// shows it stays before hand-overs go to it.
+			p.liveSince = s.now
+		}
 		p.renew, p.seenAt = u.Renew, s.now
 	}
 	m := u.Member
@@ -616,7 +629,11 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 	}
 	p.member = m
 	if len(m.MACs) > 0 {
-		c.peerMACs[u.Node] = m.MACs
+		// Merged: a peer restarted while one of its NICs has no carrier
+		// publishes fewer; the others are still its.
+		macs := append(slices.Clone(c.peerMACs[u.Node]), m.MACs...)
+		slices.Sort(macs)
+		c.peerMACs[u.Node] = slices.Compact(macs)
 	}
 }
 
@@ -969,8 +986,9 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 		iface, want := c.want(s, ip, owner, settling && !offered)
 		_, have := s.owned(c)[ip]
 		if owner == c.self && !want && !c.frozen {
+			_, usable := c.interfaceFor(ip)
 			s.note(slog.LevelDebug, "placed here but not answering", "ip", ip, "settling", settling && !offered,
-				"handing_over", ip == c.handover, "interface", iface)
+				"handing_over", ip == c.handover, "interface_usable", usable)
 		}
 		switch {
 		case want && (!have || s.owned(c)[ip] != iface):
@@ -1112,11 +1130,6 @@ func servablePools(cfg *config.Config, links []Link) map[string]bool {
 func (c *Core) rebalance(s *step, nodes []Node) {
 	if c.handover.IsValid() || s.now.Before(c.nextShed) {
 		return
-	}
-	for ip, at := range c.received {
-		if s.now.Sub(at) >= handoverBackoff {
-			delete(c.received, ip)
-		}
 	}
 	fair := c.fairShare(nodes)
 	if fair == 0 || c.count[c.self] <= fair {

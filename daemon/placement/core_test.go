@@ -872,6 +872,37 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			// Found by review: a peer silent for longer than its answer
+			// window but less than a lease duration lapsed (dropped its
+			// claims, frozen) without ever looking expired here.
+			name:      "rebalance: a peer back from a gap that lapsed it gets no hand-over until it has been renewing for a lease duration",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				svcs, all := twelve()
+				s.takeOffers = true
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				s.fresh(lease("c"))
+				s.run(10*timings.Renew, lease("b"), lease("c")) // b renews, c takes its share
+				s.advance(timings.Renew)
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				s.advance(timings.Renew + timings.Renew/2) // b silent 2.5 s: lapsed, not expired
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				if !s.c.peers["b"].live {
+					t.Fatal("b expired; the case is a gap shorter than a lease duration")
+				}
+				delete(s.taken, "b") // it lapsed: it comes back claiming nothing
+				back := s.now.Add(timings.Renew)
+				for range 6 {
+					s.advance(timings.Renew)
+					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+					if p.Publish.HandoverTo == "b" && s.now.Sub(back) < timings.Lease {
+						t.Errorf("offered %s to b %v after it came back", p.Publish.Handover, s.now.Sub(back))
+					}
+				}
+				return s.plan
+			},
+		},
+		{
 			// Found by the 15-minute soak: views that differed by one
 			// address bounced 198.51.100.200 between two nodes four times
 			// in eleven seconds.
