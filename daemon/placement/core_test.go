@@ -402,6 +402,26 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "cut off: does not yield to the MAC of a node whose Node object was deleted",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				b := lease("b")
+				b.Member.MACs = []string{"02:00:00:00:00:0b"}
+				s.fresh(b, lease("c"))
+				s.advance(timings.Renew)
+				s.step(s.renewed(Observation{LeasesGone: []string{"b"}, Nodes: []NodeUpdate{{Name: "b", Deleted: true}},
+					Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				s.cutOff(2500 * time.Millisecond)
+				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if hasNote(p, "yielding") {
+					t.Errorf("notes %v: yielded to a decommissioned node's MAC", p.Notes)
+				}
+			},
+		},
+		{
 			// Found by the chaos run: a forged gratuitous ARP during an API
 			// outage silenced every address it named.
 			name: "cut off: does not yield to a host that is no peer, reports it",
