@@ -22,8 +22,9 @@ import (
 	"github.com/l2lb/l2lb/daemon/kube"
 )
 
-// statusTimeout bounds the whole command: it must answer, not hang on an
-// unreachable API server.
+// statusTimeout bounds the whole command beyond the lease duration it may
+// watch the Leases for: it must answer, not hang on an unreachable API
+// server.
 const statusTimeout = 30 * time.Second
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
@@ -58,7 +59,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if kubeconfig == "" {
 		kubeconfig = cfg.Kubeconfig
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Coordination.LeaseDuration+statusTimeout)
 	defer cancel()
 	client, err := readClient(kubeconfig)
 	if err != nil {
