@@ -166,18 +166,20 @@ func Run(ctx context.Context, opts Options) error {
 	placing.Go(func() { placer.run(ctx, placeChanged) })
 
 	<-ctx.Done()
-	// One budget for the shutdown's API calls, so that a stop with the API
-	// server down or slow ends within a lease duration or two, not one
-	// timeout after another.
+	// The last write of the claims and the Lease's deletion share one
+	// budget, so that a stop with the API server down or slow ends within
+	// a lease duration or two, not one timeout after another.
 	stopBy := time.Now().Add(co.LeaseDuration)
 	life.stopping()
 	log.Info("l2lbd stopping")
 	placing.Wait()            // no decision may follow this one
 	announcer.SetDesired(nil) // stop answering: the packet path sees it at once
 	role.wait()               // no status write once a peer may lead
+	release := placer.peerCanTakeOver()
+	heartbeat.Finish(stopBy, release)
 	stopHeartbeat()
 	beating.Wait() // no renewal may re-create the Lease after this
-	if placer.peerCanTakeOver() {
+	if release {
 		releaseCtx, cancelRelease := context.WithDeadline(context.Background(), stopBy)
 		if err := heartbeat.Release(releaseCtx); err != nil {
 			log.Warn("cannot delete the member Lease; peers take over when it expires", kube.ErrAttrs(err)...)

@@ -151,6 +151,11 @@ type Heartbeat struct {
 	urgent     atomic.Bool  // a Set since the last write may not wait
 	base       time.Time    // monotonic origin of validUntil
 	validUntil atomic.Int64 // nanoseconds after base; 0: no deadline yet
+	// Set by Finish before Run is stopped: until when the last write may
+	// take (nanoseconds after base; 0: its own timeout), and whether to
+	// skip it (the Lease is about to be deleted).
+	finishBy  atomic.Int64
+	skipFlush atomic.Bool
 	kick       chan struct{}
 	// Owned by Run: the Lease and Member last written, and when.
 	lease         *coordinationv1.Lease
@@ -314,10 +319,14 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 // it.
 func (h *Heartbeat) flush() {
 	m, ok := h.current()
-	if !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
+	if h.skipFlush.Load() || !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(h.duration, time.Second))
+	deadline := time.Now().Add(max(h.duration, time.Second))
+	if by := h.finishBy.Load(); by != 0 {
+		deadline = h.base.Add(time.Duration(by))
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := h.write(ctx, m); err != nil {
 		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
@@ -343,6 +352,14 @@ func onlyAddsClaims(written, next Member) bool {
 		}
 	}
 	return true
+}
+
+// Finish prepares the stop: the last write of the claims, when Run is
+// stopped, ends by the deadline, and is skipped when the caller deletes
+// the Lease next (Release). Call it before cancelling Run's context.
+func (h *Heartbeat) Finish(by time.Time, release bool) {
+	h.finishBy.Store(max(int64(by.Sub(h.base)), 1))
+	h.skipFlush.Store(release)
 }
 
 // Release deletes the member Lease, so that peers take this node's addresses
