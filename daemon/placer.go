@@ -153,7 +153,7 @@ func newPlaceStats() *placeStats {
 // count takes a plan's takeovers and any new hand-over offer.
 func (st *placeStats) count(plan placement.Plan) {
 	for _, a := range plan.Announced {
-		if a.Reason < placement.TakeoverReasonCount {
+		if !a.Moved && a.Reason < placement.TakeoverReasonCount {
 			st.takeovers[a.Reason].Add(1)
 		}
 	}

@@ -63,6 +63,10 @@ func TestPlaceStatsCount(t *testing.T) {
 			plans:     []placement.Plan{took(placement.TakeoverPeerExpired, placement.TakeoverPeerExpired, placement.TakeoverNew), took(placement.TakeoverHandover)},
 			takeovers: map[placement.TakeoverReason]uint64{placement.TakeoverPeerExpired: 2, placement.TakeoverNew: 1, placement.TakeoverHandover: 1},
 		},
+		{
+			name:  "an address moved to another interface is no takeover",
+			plans: []placement.Plan{{Announced: []placement.Announced{{Reason: placement.TakeoverNew, Moved: true}}}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

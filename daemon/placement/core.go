@@ -176,6 +176,9 @@ type Announced struct {
 	Interface string
 	Services  []ipam.Key
 	Reason    TakeoverReason
+	// Moved: it answered for IP before, on another interface; not a
+	// takeover.
+	Moved bool
 }
 
 // ConflictLog is the daemon's log line for a ConflictReport.
@@ -1280,12 +1283,16 @@ func (c *Core) finish(s *step, stale bool) {
 				s.plan.PublishMayWait = false
 			}
 			reason, why := c.takeoverReason(s, ip)
+			_, moved := c.owned[ip]
+			if moved {
+				why = "its interface changed"
+			}
 			s.note(slog.LevelInfo, "answering for an address", "ip", ip, "interface", iface, "reason", why)
 			var svcs []ipam.Key
 			if a := c.addrs[ip]; a != nil {
 				svcs = slices.Clone(a.services)
 			}
-			s.plan.Announced = append(s.plan.Announced, Announced{IP: ip, Interface: iface, Services: svcs, Reason: reason})
+			s.plan.Announced = append(s.plan.Announced, Announced{IP: ip, Interface: iface, Services: svcs, Reason: reason, Moved: moved})
 		}
 		for ip := range c.owned {
 			if _, ok := s.next[ip]; !ok {
