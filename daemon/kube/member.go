@@ -156,7 +156,7 @@ type Heartbeat struct {
 	// skip it (the Lease is about to be deleted).
 	finishBy  atomic.Int64
 	skipFlush atomic.Bool
-	kick       chan struct{}
+	kick      chan struct{}
 	// Owned by Run: the Lease and Member last written, and when.
 	lease         *coordinationv1.Lease
 	written       map[string]string
