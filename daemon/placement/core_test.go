@@ -629,6 +629,22 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			name: "links: the subnet moves to another interface; the address follows, announced, and is no takeover",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				s.advance(10 * time.Millisecond)
+				moved := []Link{{Name: "eth1", Usable: true, Prefixes: eth0[0].Prefixes}}
+				return s.step(s.renewed(Observation{Links: moved, NewLinks: true}))
+			},
+			want: []string{x},
+			check: func(t *testing.T, s *sim, p Plan) {
+				if len(p.Announced) != 1 || p.Announced[0].Interface != "eth1" || !p.Announced[0].Moved {
+					t.Errorf("announced %+v: want %s on eth1, moved", p.Announced, x)
+				}
+			},
+		},
+		{
 			name: "carrier loss: the pool's only usable link gone, claims and pools drop in the same step",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
