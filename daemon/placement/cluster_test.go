@@ -15,9 +15,10 @@ import (
 )
 
 // cluster runs several Cores against one simulated API server on a fake
-// clock: each renews its Lease every renew interval (and at once when its
-// claims change), and sees its peers' Leases, the Nodes and the Services
-// one tick after they change. Faults: a process paused, killed and
+// clock, in ticks: at the start of a tick each writes its Lease if a renew
+// interval has passed or its claims changed in the previous tick, then
+// each steps, seeing every Lease, Node and Service as they are then (no
+// informer lag beyond the tick). Faults: a process paused, killed and
 // restarted, a Node excluded. It checks what the clients would see: how
 // many nodes answer each address.
 type cluster struct {

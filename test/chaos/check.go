@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -171,18 +172,35 @@ type restart struct {
 	at   time.Time
 }
 
-// restarts lists the restarts of nodes eligible for ip once started, but
-// not its owner's: that one answers again at once for what it claimed.
+// restarts lists the restarts of the node rendezvous hashing prefers for
+// ip among those eligible once it started (the others defer to it, so only
+// its restart delays a takeover), but not its owner's: that one answers
+// again at once for what it claimed.
 func (c *checker) restarts(ip netip.Addr, log lab.ProbeLog) []restart {
 	var out []restart
 	for n := range c.facts.nodes {
 		for _, iv := range c.facts.conds[condKey{n, procDown}] {
-			if !iv.to.IsZero() && c.elig.at(ip, iv.to)&(1<<n) != 0 && !c.answering(log, c.facts.macs[n], iv.from) {
+			if !iv.to.IsZero() && c.preferred(ip, c.elig.at(ip, iv.to)) == n && !c.answering(log, c.facts.macs[n], iv.from) {
 				out = append(out, restart{n, iv.to})
 			}
 		}
 	}
 	return out
+}
+
+// preferred is the node of the set that rendezvous hashing prefers for ip,
+// as placement.Owner picks among nodes that claim nothing; -1 if none.
+func (c *checker) preferred(ip netip.Addr, set uint64) int {
+	best, bestScore := -1, uint64(0)
+	for n, name := range c.facts.nodes {
+		if set&(1<<n) == 0 {
+			continue
+		}
+		if s := placement.Score(ip, name); best < 0 || s > bestScore || s == bestScore && name < c.facts.nodes[best] {
+			best, bestScore = n, s
+		}
+	}
+	return best
 }
 
 // why names what made node n ineligible at t: its conditions, or the

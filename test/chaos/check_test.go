@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/test/lab"
 )
 
@@ -73,6 +74,12 @@ func TestChecker(t *testing.T) {
 			local:   []int{0, 1},
 			conds:   []cond{{0, procDown, 10, 30}, {1, procDown, 11, 12}},
 			answers: []answers{{"m0", 0, 10}, {"m1", 15.5, 40}}},
+		// node-1 outranks node-2 for the address (checked below): it
+		// takes over whatever node-2 does.
+		{name: "a restart of a node the preferred taker outranks excuses nothing",
+			conds:    []cond{{0, procDown, 10, 30}, {2, procDown, 11, 12}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 15.5, 40}},
+			wantGaps: 1},
 		{name: "a restart after the window closed excuses nothing",
 			local:    []int{0, 1},
 			conds:    []cond{{0, procDown, 10, 30}, {1, procDown, 19, 20}},
@@ -94,6 +101,9 @@ func TestChecker(t *testing.T) {
 			conds:     []cond{{0, procStopped, 10, 15}},
 			answers:   []answers{{"m0", 0, 10}, {"m1", 13, 40}, {"m0", 15.1, 15.3}},
 			wantTwice: 1},
+	}
+	if placement.Score(ip, "node-1") < placement.Score(ip, "node-2") {
+		t.Fatal("the cases expect node-1 to outrank node-2 for their address")
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
