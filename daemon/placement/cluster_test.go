@@ -17,8 +17,8 @@ import (
 // cluster runs several Cores against one simulated API server on a fake
 // clock, in ticks: at the start of a tick each writes its Lease if a renew
 // interval has passed or its claims changed in the previous tick, then
-// each steps, seeing every Lease, Node and Service as they are then (no
-// informer lag beyond the tick). Faults: a process paused, killed and
+// each steps, seeing every Lease, Node and Service as the API server held
+// them 0 to 3 ticks before (each node's informers have their own lag). Faults: a process paused, killed and
 // restarted, a Node excluded. It checks what the clients would see: how
 // many nodes answer each address.
 type cluster struct {
@@ -32,13 +32,23 @@ type cluster struct {
 	log     []string  // what happened, for a failure's message
 	seq     int       // renewTimes are unique
 	spare   bool      // every node's config has a spare pool
+	hist    []world   // the API server's state at the end of each tick's writes
 	apiDown time.Time // the API server is down until then
 	// since: when each address began to be answered by more than one
 	// node; the ones answering hear each other's announcements.
 	since map[netip.Addr]time.Time
 }
 
+// world is what the API server holds at one moment.
+type world struct {
+	leases map[string]LeaseUpdate
+	svcs   map[string]ServiceUpdate
+	svcVer map[string]int
+	nodes  map[string]NodeUpdate
+}
+
 type member struct {
+	lag        int // its informers deliver the API server's state this many ticks late
 	name       string
 	core       *Core
 	plan       Plan
@@ -144,33 +154,37 @@ func (c *cluster) observe(m *member, o *Observation) {
 	if !c.reaches(m) {
 		return
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.leases)) {
-		l := c.leases[name]
+	w := world{c.leases, c.svcs, c.svcVer, c.nodes}
+	if n := len(c.hist); n > 0 {
+		w = c.hist[max(0, n-1-m.lag)]
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.leases)) {
+		l := w.leases[name]
 		if at, ok := m.seenLeases[name]; !ok || !at.Equal(l.Renew) {
 			m.seenLeases[name] = l.Renew
 			o.Leases = append(o.Leases, l)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.nodes)) {
-		if n, seen := c.nodes[name], m.seenNodes[name]; seen.Name == "" || seen.Excluded != n.Excluded || seen.Ready != n.Ready {
+	for _, name := range slices.Sorted(maps.Keys(w.nodes)) {
+		if n, seen := w.nodes[name], m.seenNodes[name]; seen.Name == "" || seen.Excluded != n.Excluded || seen.Ready != n.Ready {
 			m.seenNodes[name] = n
 			o.Nodes = append(o.Nodes, n)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.svcs)) {
-		if v, seen := m.seenSvcs[name]; !seen || v != c.svcVer[name] {
-			m.seenSvcs[name] = c.svcVer[name]
-			o.Services = append(o.Services, c.svcs[name])
+	for _, name := range slices.Sorted(maps.Keys(w.svcs)) {
+		if v, seen := m.seenSvcs[name]; !seen || v != w.svcVer[name] {
+			m.seenSvcs[name] = w.svcVer[name]
+			o.Services = append(o.Services, w.svcs[name])
 		}
 	}
 	for name := range m.seenLeases {
-		if _, ok := c.leases[name]; !ok {
+		if _, ok := w.leases[name]; !ok {
 			delete(m.seenLeases, name)
 			o.LeasesGone = append(o.LeasesGone, name)
 		}
 	}
 	for name := range m.seenSvcs {
-		if _, ok := c.svcs[name]; !ok {
+		if _, ok := w.svcs[name]; !ok {
 			delete(m.seenSvcs, name)
 			o.Services = append(o.Services, gone(name))
 		}
@@ -204,6 +218,10 @@ func (c *cluster) runFor(d time.Duration) {
 				}
 				m.writeNow = false
 			}
+		}
+		c.hist = append(c.hist, world{maps.Clone(c.leases), maps.Clone(c.svcs), maps.Clone(c.svcVer), maps.Clone(c.nodes)})
+		if len(c.hist) > 8 {
+			c.hist = c.hist[1:]
 		}
 		for _, m := range c.members {
 			if m.down || m.starting || c.now.Before(m.pausedTill) {
@@ -317,6 +335,9 @@ func TestClusterConverges(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 1))
 			c := newCluster(t, 5)
+			for _, m := range c.members {
+				m.lag = rng.IntN(4)
+			}
 			next := 200
 			names := func() []string {
 				var out []string
