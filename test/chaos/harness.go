@@ -46,6 +46,7 @@ type harness struct {
 
 	mu         sync.Mutex
 	violations []violation
+	logsKept   bool
 }
 
 func (h *harness) report(v violation) {
@@ -75,6 +76,13 @@ func run(t *testing.T, o options) {
 		d.start(t, l2lbd)
 		h.daemons = append(h.daemons, d)
 	}
+	// A run that fails for any reason (a harness error too) keeps the
+	// logs; this runs before the temporary directory is removed.
+	t.Cleanup(func() {
+		if t.Failed() && !h.logsKept {
+			h.keepLogs()
+		}
+	})
 	h.prober = l.Net.StartProber(t, tm.probe)
 	rng := rand.New(rand.NewPCG(o.seed, ^o.seed))
 	h.mix = &serviceMix{l: l, facts: h.facts, rng: rng, maxV4: 14}
@@ -197,6 +205,7 @@ func (r resources) String() string {
 // keepLogs copies the daemons' whole logs where they outlive the run (the
 // timelines show only what is near each violation), and says where.
 func (h *harness) keepLogs() {
+	h.logsKept = true
 	dir, err := os.MkdirTemp("", fmt.Sprintf("l2lb-chaos-%d-", h.o.seed))
 	if err != nil {
 		h.t.Logf("chaos: cannot keep the daemons' logs: %v", err)
