@@ -185,6 +185,41 @@ func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
 	return out
 }
 
+// noEarlyOfferToB runs n renew intervals with b and c renewing, and fails
+// t on a hand-over offered to b less than a lease duration after back.
+func (s *sim) noEarlyOfferToB(t *testing.T, back time.Time, n int) {
+	t.Helper()
+	for range n {
+		s.advance(timings.Renew)
+		p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+		if p.Publish.HandoverTo == "b" && s.now.Sub(back) < timings.Lease {
+			t.Errorf("offered %s to b %v after it came back", p.Publish.Handover, s.now.Sub(back))
+		}
+	}
+}
+
+// bMAC is the MAC peer b publishes in cutOffHearing.
+const bMAC = "02:00:00:00:00:0b"
+
+// cutOffHearing starts a answering x (which a wins among a, b and c), with
+// peer b publishing bMAC, applies
+// between (if any) in one more healthy step, then cuts a off from the API
+// and lets it hear a frame that claims x for mac, sent from sender.
+func (s *sim) cutOffHearing(x string, between *Observation, mac, sender string) Plan {
+	s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+	b := lease("b")
+	b.Member.MACs = []string{bMAC}
+	s.fresh(b, lease("c"))
+	if between != nil {
+		s.advance(timings.Renew)
+		o := *between
+		o.Leases = s.renewPeers([]LeaseUpdate{lease("c")})
+		s.step(s.renewed(o))
+	}
+	s.cutOff(2500 * time.Millisecond)
+	return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: mac, Sender: sender, Interface: "eth0"}}})
+}
+
 func lease(node string, claims ...string) LeaseUpdate {
 	m := Member{Pools: []string{"lan", "other"}}
 	for _, c := range claims {
@@ -365,12 +400,7 @@ func TestCoreTransitions(t *testing.T) {
 		{
 			name: "cut off: yields an address to the peer that announces it",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
-				b := lease("b")
-				b.Member.MACs = []string{"02:00:00:00:00:0b"}
-				s.fresh(b, lease("c"))
-				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
+				return s.cutOffHearing(x, nil, bMAC, bMAC)
 			},
 			want: []string{},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -385,14 +415,7 @@ func TestCoreTransitions(t *testing.T) {
 			// this node was cut off; this node never saw its new Lease.
 			name: "cut off: yields to a peer whose Lease it last saw deleted",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
-				b := lease("b")
-				b.Member.MACs = []string{"02:00:00:00:00:0b"}
-				s.fresh(b, lease("c"))
-				s.advance(timings.Renew)
-				s.step(s.renewed(Observation{LeasesGone: []string{"b"}, Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
-				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
+				return s.cutOffHearing(x, &Observation{LeasesGone: []string{"b"}}, bMAC, bMAC)
 			},
 			want: []string{},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -404,15 +427,7 @@ func TestCoreTransitions(t *testing.T) {
 		{
 			name: "cut off: does not yield to the MAC of a node whose Node object was deleted",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
-				b := lease("b")
-				b.Member.MACs = []string{"02:00:00:00:00:0b"}
-				s.fresh(b, lease("c"))
-				s.advance(timings.Renew)
-				s.step(s.renewed(Observation{LeasesGone: []string{"b"}, Nodes: []NodeUpdate{{Name: "b", Deleted: true}},
-					Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
-				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:00:00:00:00:0b", Interface: "eth0"}}})
+				return s.cutOffHearing(x, &Observation{LeasesGone: []string{"b"}, Nodes: []NodeUpdate{{Name: "b", Deleted: true}}}, bMAC, bMAC)
 			},
 			want: []string{x},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -426,12 +441,7 @@ func TestCoreTransitions(t *testing.T) {
 			// outage silenced every address it named.
 			name: "cut off: does not yield to a host that is no peer, reports it",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
-				b := lease("b")
-				b.Member.MACs = []string{"02:00:00:00:00:0b"}
-				s.fresh(b, lease("c"))
-				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:66:6f:00:00:01", Interface: "eth0"}}})
+				return s.cutOffHearing(x, nil, "02:66:6f:00:00:01", "")
 			},
 			want: []string{x},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -444,12 +454,7 @@ func TestCoreTransitions(t *testing.T) {
 			// Found by the one-hour soak: hostile frames claim peers' MACs.
 			name: "cut off: does not yield to a frame that claims a peer's MAC from another source",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
-				b := lease("b")
-				b.Member.MACs = []string{"02:00:00:00:00:0b"}
-				s.fresh(b, lease("c"))
-				s.cutOff(2500 * time.Millisecond)
-				return s.step(Observation{Conflicts: []Conflict{{IP: netip.MustParseAddr(x), MAC: "02:00:00:00:00:0b", Sender: "02:66:6f:00:00:01", Interface: "eth0"}}})
+				return s.cutOffHearing(x, nil, bMAC, "02:66:6f:00:00:01")
 			},
 			want: []string{x},
 			check: func(t *testing.T, s *sim, p Plan) {
@@ -894,13 +899,7 @@ func TestCoreTransitions(t *testing.T) {
 				s.fresh(lease("c"))
 				s.run(10*timings.Renew, lease("c")) // c takes its share; b is down
 				back := s.now.Add(timings.Renew)
-				for range 8 {
-					s.advance(timings.Renew)
-					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
-					if p.Publish.HandoverTo == "b" && s.now.Sub(back) < timings.Lease {
-						t.Errorf("offered %s to b %v after it came back", p.Publish.Handover, s.now.Sub(back))
-					}
-				}
+				s.noEarlyOfferToB(t, back, 8)
 				if len(s.taken["b"]) == 0 {
 					t.Error("b took nothing once live for a lease duration")
 				}
@@ -928,13 +927,7 @@ func TestCoreTransitions(t *testing.T) {
 				}
 				delete(s.taken, "b") // it lapsed: it comes back claiming nothing
 				back := s.now.Add(timings.Renew)
-				for range 6 {
-					s.advance(timings.Renew)
-					p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
-					if p.Publish.HandoverTo == "b" && s.now.Sub(back) < timings.Lease {
-						t.Errorf("offered %s to b %v after it came back", p.Publish.Handover, s.now.Sub(back))
-					}
-				}
+				s.noEarlyOfferToB(t, back, 6)
 				return s.plan
 			},
 		},
