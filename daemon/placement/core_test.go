@@ -1051,6 +1051,22 @@ func TestCoreTransitions(t *testing.T) {
 			want: twelveIPs,
 		},
 		{
+			// The 15-minute soak saw an offer made 35 ms after its target
+			// was excluded (before the label reached the offering node).
+			name:      "hand-over: the target is excluded before taking it; the address is answered again at once",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered := s.offerFromFull()
+				s.advance(10 * time.Millisecond)
+				p := s.step(Observation{Nodes: []NodeUpdate{{Name: s.plan.Publish.HandoverTo, Ready: true, Excluded: true}}})
+				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
+					t.Errorf("answering %s: %v, still offering %v", offered, ok, p.Publish.Handover)
+				}
+				return p
+			},
+			want: twelveIPs,
+		},
+		{
 			name:      "hand-over: the target stops (its Lease deleted) before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
