@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/l2lb/l2lb/config"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // cluster runs several Cores against one simulated API server on a fake
@@ -29,11 +31,15 @@ type cluster struct {
 	svcs    map[string]ServiceUpdate
 	svcVer  map[string]int
 	nodes   map[string]NodeUpdate
-	log     []string  // what happened, for a failure's message
-	seq     int       // renewTimes are unique
-	spare   bool      // every node's config has a spare pool
-	hist    []world   // the API server's state at the end of each tick's writes
-	apiDown time.Time // the API server is down until then
+	log     []string // what happened, for a failure's message
+	seq     int      // renewTimes are unique
+	spare   bool     // every node's config has a spare pool
+	hist    []world  // the API server's state at the end of each tick's writes
+	// lastFault is when the last fault was injected; darkSince, when
+	// each address was last seen unanswered in a quiet cluster.
+	lastFault time.Time
+	darkSince map[netip.Addr]time.Time
+	apiDown   time.Time // the API server is down until then
 	// since: when each address began to be answered by more than one
 	// node; the ones answering hear each other's announcements.
 	since map[netip.Addr]time.Time
@@ -56,6 +62,7 @@ type member struct {
 	starting   bool // started, waiting for the API server
 	pausedTill time.Time
 	cutTill    time.Time // cut off from the API server until then
+	started    time.Time // when its process last took its first step
 	noCarrier  time.Time // its service NIC has no carrier until then
 	carrier    bool      // as last observed
 	nextRenew  time.Time
@@ -73,7 +80,7 @@ const tick = 100 * time.Millisecond
 
 func newCluster(t *testing.T, n int) *cluster {
 	c := &cluster{t: t, now: time.Unix(1000, 0), leases: map[string]LeaseUpdate{}, svcs: map[string]ServiceUpdate{},
-		nodes: map[string]NodeUpdate{}, since: map[netip.Addr]time.Time{}, svcVer: map[string]int{}}
+		nodes: map[string]NodeUpdate{}, since: map[netip.Addr]time.Time{}, svcVer: map[string]int{}, darkSince: map[netip.Addr]time.Time{}}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i)
 		c.nodes[name] = NodeUpdate{Name: name, Ready: true}
@@ -95,7 +102,7 @@ func (c *cluster) start(m *member) {
 }
 
 func (c *cluster) firstStep(m *member) {
-	m.starting = false
+	m.starting, m.started = false, c.now
 	m.core = NewCore(m.name, timings)
 	m.nextRenew = c.now
 	m.seenLeases, m.seenSvcs, m.seenNodes = map[string]time.Time{}, map[string]int{}, map[string]NodeUpdate{}
@@ -238,6 +245,7 @@ func (c *cluster) runFor(d time.Duration) {
 			}
 		}
 		c.checkOverlap()
+		c.checkQuiet()
 	}
 }
 
@@ -292,6 +300,59 @@ func (c *cluster) checkOverlap() {
 			}
 		}
 	}
+}
+
+// quietFor is how long after the last fault every node must have settled:
+// a lease duration for a dead node's Lease to expire, and two seconds for
+// the view to turn fresh and settle.
+const quietFor = 3*time.Second + 2*time.Second
+
+// checkQuiet: once every fault began and ended quietFor ago (every node
+// running, reaching the API server, with carrier, since), every
+// address some node may serve is answered by exactly one, but for a hand-
+// over's tick.
+func (c *cluster) checkQuiet() {
+	ends := []time.Time{c.lastFault, c.apiDown} // the last fault began, or ended
+	quiet := true
+	for _, m := range c.members {
+		quiet = quiet && !m.starting
+		ends = append(ends, m.pausedTill, m.cutTill, m.noCarrier, m.started)
+	}
+	quiet = quiet && c.now.Sub(slices.MaxFunc(ends, time.Time.Compare)) >= quietFor
+	if !quiet {
+		clear(c.darkSince)
+		return
+	}
+	for _, ip := range c.addrs() {
+		if len(c.answering(ip)) == 1 || !c.servable(ip) {
+			delete(c.darkSince, ip)
+			continue
+		}
+		if _, ok := c.darkSince[ip]; !ok {
+			c.darkSince[ip] = c.now
+		}
+		if d := c.now.Sub(c.darkSince[ip]); d > time.Second {
+			c.t.Fatalf("%s answered by %v for %v in a quiet cluster, at %v\n%s", ip, c.answering(ip), d,
+				c.now.Sub(time.Unix(1000, 0)), strings.Join(c.log, "\n"))
+		}
+	}
+}
+
+// servable reports whether some running node may answer for ip: Ready,
+// not excluded, and with a ready endpoint of its Service if it is Local.
+func (c *cluster) servable(ip netip.Addr) bool {
+	for _, u := range c.svcs {
+		if !slices.ContainsFunc(u.Service.Status.LoadBalancer.Ingress, func(in corev1.LoadBalancerIngress) bool { return in.IP == ip.String() }) {
+			continue
+		}
+		for _, m := range c.members {
+			n := c.nodes[m.name]
+			if !m.down && n.Ready && !n.Excluded && (u.Endpoints == nil || u.Endpoints[m.name]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkSettled: with nothing happening, every address is answered by
@@ -433,7 +494,12 @@ func TestClusterConverges(t *testing.T) {
 					delete(c.svcs, name)
 					c.event("deleted %s", name)
 				}
-				c.runFor(time.Duration(rng.IntN(4000)) * time.Millisecond)
+				c.lastFault = c.now
+				gap := time.Duration(rng.IntN(4000)) * time.Millisecond
+				if rng.IntN(4) == 0 {
+					gap += quietFor + 3*time.Second // long enough to check a quiet cluster
+				}
+				c.runFor(gap)
 			}
 			for _, m := range c.members {
 				if m.down {
