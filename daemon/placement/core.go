@@ -786,6 +786,15 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			}
 		}
 		s.note(slog.LevelInfo, "view of the cluster is fresh; placing addresses")
+		if c.refreshed.Before(c.frozenSince) {
+			// Fresh says the Lease informer is current. The others
+			// (Services, EndpointSlices, Nodes) may still be backing off
+			// after what froze this node, and would hide what changed
+			// meanwhile: replace them all, once per freeze.
+			s.plan.RefreshView = true
+			c.refreshed = now
+			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")
+		}
 		clear(c.yielded)
 		c.frozen, c.writeLapsed = false, false
 		c.lapsedAt = time.Time{}

@@ -379,6 +379,33 @@ func TestCoreTransitions(t *testing.T) {
 			},
 		},
 		{
+			// Suspected in the 15-minute soak: after API outages a node
+			// fresh by its Lease informer never learnt of a Service's new
+			// address (its Service informer backing off), so nobody
+			// answered the address for 92 s.
+			name: "frozen to fresh: every informer is replaced, once; not at the first fresh view",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				for range 3 {
+					if p := s.step(s.renewed(Observation{})); p.RefreshView {
+						t.Error("informers replaced at start")
+					}
+					s.advance(timings.Renew)
+				}
+				s.cutOff(5 * time.Second)
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || !p.RefreshView {
+					t.Errorf("thaw: healthy %v, informers replaced %v; want both", p.Healthy, p.RefreshView)
+				}
+				s.advance(timings.Renew)
+				if p = s.step(s.renewed(Observation{})); p.RefreshView {
+					t.Error("informers replaced again after the thaw")
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
 			name: "frozen to fresh: a silent peer gets a lease duration before its address is taken",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("z", z)}})

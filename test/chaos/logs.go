@@ -26,7 +26,7 @@ var nodeWide = []string{
 	"view of the cluster is", "this node did not run", "own Lease renewals are not coming back",
 	"answering again for the addresses claimed", "keeping the member Lease", "cannot delete the member Lease",
 	"became the IPAM leader", "no longer the IPAM leader", "config reload", "config reloaded",
-	"cannot renew member Lease", "member Lease renewed again",
+	"cannot renew member Lease", "member Lease renewed again", "replacing the informers",
 }
 
 // readLog reads the decisions of daemon node from its log file: every
