@@ -38,6 +38,7 @@ type cluster struct {
 	// lastFault is when the last fault was injected; darkSince, when
 	// each address was last seen unanswered in a quiet cluster.
 	lastFault time.Time
+	rng       *rand.Rand // for the informers' backoff
 	darkSince map[netip.Addr]time.Time
 	apiDown   time.Time // the API server is down until then
 	// since: when each address began to be answered by more than one
@@ -54,7 +55,12 @@ type world struct {
 }
 
 type member struct {
-	lag        int // its informers deliver the API server's state this many ticks late
+	lag int // its informers deliver the API server's state this many ticks late
+	// Its Service informer, unlike the Lease informer, backs off after
+	// losing the API server: cutSince is when it lost it, svcFrom when the
+	// Service informer delivers again (until a RefreshView replaces it).
+	cutSince   time.Time
+	svcFrom    time.Time
 	name       string
 	core       *Core
 	plan       Plan
@@ -80,7 +86,7 @@ const tick = 100 * time.Millisecond
 
 func newCluster(t *testing.T, n int) *cluster {
 	c := &cluster{t: t, now: time.Unix(1000, 0), leases: map[string]LeaseUpdate{}, svcs: map[string]ServiceUpdate{},
-		nodes: map[string]NodeUpdate{}, since: map[netip.Addr]time.Time{}, svcVer: map[string]int{}, darkSince: map[netip.Addr]time.Time{}}
+		nodes: map[string]NodeUpdate{}, since: map[netip.Addr]time.Time{}, svcVer: map[string]int{}, darkSince: map[netip.Addr]time.Time{}, rng: rand.New(rand.NewPCG(1, 1))}
 	for i := range n {
 		name := fmt.Sprintf("n%d", i)
 		c.nodes[name] = NodeUpdate{Name: name, Ready: true}
@@ -103,6 +109,7 @@ func (c *cluster) start(m *member) {
 
 func (c *cluster) firstStep(m *member) {
 	m.starting, m.started = false, c.now
+	m.cutSince, m.svcFrom = time.Time{}, time.Time{} // new informers, synced
 	m.core = NewCore(m.name, timings)
 	m.nextRenew = c.now
 	m.seenLeases, m.seenSvcs, m.seenNodes = map[string]time.Time{}, map[string]int{}, map[string]NodeUpdate{}
@@ -159,7 +166,17 @@ func (c *cluster) observe(m *member, o *Observation) {
 		o.Links, o.NewLinks = m.links(), true
 	}
 	if !c.reaches(m) {
+		if m.cutSince.IsZero() {
+			m.cutSince = c.now
+		}
 		return
+	}
+	if !m.cutSince.IsZero() {
+		// As client-go's reflector: the longer the API server was gone,
+		// the longer the backoff, up to half a minute.
+		away := min(c.now.Sub(m.cutSince), 30*time.Second)
+		m.svcFrom = c.now.Add(time.Duration(c.rng.Int64N(int64(away) + 1)))
+		m.cutSince = time.Time{}
 	}
 	w := world{c.leases, c.svcs, c.svcVer, c.nodes}
 	if n := len(c.hist); n > 0 {
@@ -179,6 +196,9 @@ func (c *cluster) observe(m *member, o *Observation) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(w.svcs)) {
+		if c.now.Before(m.svcFrom) {
+			break
+		}
 		if v, seen := m.seenSvcs[name]; !seen || v != w.svcVer[name] {
 			m.seenSvcs[name] = w.svcVer[name]
 			o.Services = append(o.Services, w.svcs[name])
@@ -191,7 +211,7 @@ func (c *cluster) observe(m *member, o *Observation) {
 		}
 	}
 	for name := range m.seenSvcs {
-		if _, ok := w.svcs[name]; !ok {
+		if _, ok := w.svcs[name]; !ok && !c.now.Before(m.svcFrom) {
 			delete(m.seenSvcs, name)
 			o.Services = append(o.Services, gone(name))
 		}
@@ -238,6 +258,9 @@ func (c *cluster) runFor(d time.Duration) {
 			c.observe(m, &o)
 			m.plan = m.core.Step(o)
 			m.writeNow = m.writeNow || m.plan.PublishChanged
+			if m.plan.RefreshView {
+				m.svcFrom = time.Time{} // new informers list at once
+			}
 			for _, n := range m.plan.Notes {
 				if n.Level >= slog.LevelInfo {
 					c.event("%s: %s %v", m.name, n.Msg, n.Attrs)
@@ -332,8 +355,8 @@ func (c *cluster) checkQuiet() {
 			c.darkSince[ip] = c.now
 		}
 		if d := c.now.Sub(c.darkSince[ip]); d > time.Second {
-			c.t.Fatalf("%s answered by %v for %v in a quiet cluster, at %v\n%s", ip, c.answering(ip), d,
-				c.now.Sub(time.Unix(1000, 0)), strings.Join(c.log, "\n"))
+			c.t.Fatalf("%s answered by %v for %v in a quiet cluster, at %v; %s\n%s", ip, c.answering(ip), d,
+				c.now.Sub(time.Unix(1000, 0)), c.views(ip), strings.Join(c.log, "\n"))
 		}
 	}
 }
@@ -374,14 +397,20 @@ func (c *cluster) checkSettled() {
 		}
 		c.runFor(tick)
 	}
-	owners := map[string]string{}
+	c.t.Fatalf("%s answered by %v for five seconds after settling, at %v; %s\n%s", bad, who,
+		c.now.Sub(time.Unix(1000, 0)), c.views(bad), strings.Join(c.log, "\n"))
+}
+
+// views says where each running node places ip, and whether its Service
+// informer delivers.
+func (c *cluster) views(ip netip.Addr) string {
+	var out []string
 	for _, m := range c.members {
-		if !m.down {
-			owners[m.name] = m.core.owners[bad]
+		if !m.down && !m.starting {
+			out = append(out, fmt.Sprintf("%s places it with %q (Services seen %v)", m.name, m.core.owners[ip], !c.now.Before(m.svcFrom)))
 		}
 	}
-	c.t.Fatalf("%s answered by %v for five seconds after settling, at %v; each node places it with %v\n%s", bad, who,
-		c.now.Sub(time.Unix(1000, 0)), owners, strings.Join(c.log, "\n"))
+	return strings.Join(out, ", ")
 }
 
 func (c *cluster) event(format string, args ...any) {
@@ -396,6 +425,7 @@ func TestClusterConverges(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 1))
 			c := newCluster(t, 5)
+			c.rng = rng
 			for _, m := range c.members {
 				m.lag = rng.IntN(4)
 			}
