@@ -172,8 +172,8 @@ func (c *cluster) observe(m *member, o *Observation) {
 		return
 	}
 	if !m.cutSince.IsZero() {
-		// As client-go's reflector: the longer the API server was gone,
-		// the longer the backoff, up to half a minute.
+		// Like client-go's reflector: the longer the API server was
+		// gone, the longer the backoff (here up to half a minute).
 		away := min(c.now.Sub(m.cutSince), 30*time.Second)
 		m.svcFrom = c.now.Add(time.Duration(c.rng.Int64N(int64(away) + 1)))
 		m.cutSince = time.Time{}
@@ -541,6 +541,7 @@ func TestClusterConverges(t *testing.T) {
 				c.nodes[m.name] = n
 			}
 			c.event("faults end")
+			c.lastFault = c.now // Ready and excluded reset just now
 			c.runFor(30 * time.Second)
 			c.checkSettled()
 		})

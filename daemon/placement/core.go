@@ -275,7 +275,8 @@ type Core struct {
 	writeLapsed bool
 	settleUntil time.Time
 	settling    bool
-	refreshed   time.Time
+	refreshed   time.Time // when the informers were last replaced
+	lostAt      time.Time // when the API server last seemed out of reach
 
 	// Rebalancing: at most one address is being handed over at a time.
 	handover   netip.Addr
@@ -630,14 +631,15 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 			}
 		}
 	}
-	p.member = m
-	if len(m.MACs) > 0 {
-		// Merged: a peer restarted while one of its NICs has no carrier
-		// publishes fewer; the others are still its.
-		macs := append(slices.Clone(c.peerMACs[u.Node]), m.MACs...)
+	if len(m.MACs) > 0 && !slices.Equal(m.MACs, p.member.MACs) {
+		// The previous list and this one: a peer restarted while one of
+		// its NICs has no carrier publishes fewer, and the others are
+		// still its; older lists are forgotten (a NIC replaced).
+		macs := append(slices.Clone(p.member.MACs), m.MACs...)
 		slices.Sort(macs)
 		c.peerMACs[u.Node] = slices.Compact(macs)
 	}
+	p.member = m
 }
 
 // restore starts from the claims this node's Lease carries from a previous
@@ -757,6 +759,9 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease {
 		c.writeLapsed = true
 	}
+	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > 2*c.t.Renew {
+		c.lostAt = now // no renewal written lately: out of reach (or paused)
+	}
 	healthy := synced && !c.fresh.IsZero() && now.Sub(c.fresh) <= c.t.freshFor() &&
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
@@ -786,11 +791,12 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			}
 		}
 		s.note(slog.LevelInfo, "view of the cluster is fresh; placing addresses")
-		if c.refreshed.Before(c.frozenSince) {
+		if c.refreshed.Before(c.lostAt) {
 			// Fresh says the Lease informer is current. The others
 			// (Services, EndpointSlices, Nodes) may still be backing off
-			// after what froze this node, and would hide what changed
-			// meanwhile: replace them all, once per freeze.
+			// after the API server was out of reach, and would hide what
+			// changed meanwhile: replace them all, unless they were
+			// replaced since it was last out of reach.
 			s.plan.RefreshView = true
 			c.refreshed = now
 			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")
@@ -1020,9 +1026,12 @@ func (c *Core) address(ip netip.Addr, a *address) Address {
 	if ip == c.handover {
 		out.OfferedTo = c.handoverTo
 	}
-	for _, p := range c.peers {
-		if p.live && p.member.Handover == ip {
-			out.OfferedTo = p.member.HandoverTo
+	offerer := ""
+	for name, p := range c.peers {
+		// Two peers offering one address (views that differ) would make
+		// the choice follow map order: the first by name wins.
+		if p.live && p.member.Handover == ip && (offerer == "" || name < offerer) {
+			offerer, out.OfferedTo = name, p.member.HandoverTo
 		}
 	}
 	for _, k := range a.services {

@@ -406,6 +406,33 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			// Found by review: informers replaced during the freeze (writes
+			// worked, renewals did not come back) and the API server then
+			// out of reach again left the new ones backing off.
+			name: "frozen to fresh: informers replaced in the freeze, then the API server lost again: replaced again at the thaw",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh()
+				replaced := false
+				for range 12 { // writes work, renewals are not seen back
+					s.advance(timings.Renew / 2)
+					s.renew++
+					p := s.step(Observation{Writes: []Write{{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}}})
+					replaced = replaced || p.RefreshView
+				}
+				if !replaced {
+					t.Fatal("informers not replaced while renewals did not come back")
+				}
+				s.cutOff(3 * time.Second) // then no write either
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || !p.RefreshView {
+					t.Errorf("thaw: healthy %v, informers replaced %v; want both", p.Healthy, p.RefreshView)
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
 			name: "frozen to fresh: a silent peer gets a lease duration before its address is taken",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("z", z)}})
