@@ -140,7 +140,7 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			gs = append(gs, grace{span{l.at, l.at.Add(c.t.handover())}, c.facts.nodes[l.node] + " handed it over to balance the load"})
 		}
 	}
-	restarts := c.restarts(ip, log)
+	takers := c.takerEvents(ip, log)
 	for i := range gs {
 		for changed := true; changed; {
 			changed = false
@@ -154,10 +154,10 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			// A node that starts cannot judge a peer's Lease by its own
 			// clock until it has watched it for a lease duration: a taker
 			// that restarts inside the window starts the takeover over.
-			for _, r := range restarts {
-				if !r.at.Before(gs[i].from) && r.at.Before(gs[i].to) && r.at.Add(c.t.takeover()).After(gs[i].to) {
-					gs[i].to = r.at.Add(c.t.takeover())
-					gs[i].why += fmt.Sprintf(", and %s, which could take it over, restarted", c.facts.nodes[r.node])
+			for _, e := range takers {
+				if !e.at.Before(gs[i].from) && e.at.Before(gs[i].to) && e.at.Add(c.t.takeover()).After(gs[i].to) {
+					gs[i].to = e.at.Add(c.t.takeover())
+					gs[i].why += fmt.Sprintf(", and %s, which would take it over, %s", c.facts.nodes[e.node], e.what)
 					changed = true
 				}
 			}
@@ -166,22 +166,36 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 	return gs
 }
 
-// restart is a daemon started again after it was killed or terminated.
-type restart struct {
+// takerEvent is something that happened to the node that would take an
+// address over, and restarts the takeover's clock.
+type takerEvent struct {
 	node int
 	at   time.Time
+	what string
 }
 
-// restarts lists the restarts of the node rendezvous hashing prefers for
-// ip among those eligible once it started (the others defer to it, so only
-// its restart delays a takeover), but not its owner's: that one answers
-// again at once for what it claimed.
-func (c *checker) restarts(ip netip.Addr, log lab.ProbeLog) []restart {
-	var out []restart
+// takerEvents lists what restarts a takeover of ip: the node rendezvous
+// hashing prefers among the eligible ones (the others defer to it) was
+// started again (it gives every peer a lease duration by its new clock), or
+// became ineligible before it took the address (its peers wait a lease
+// duration to see it gone). Not the owner's own: that one answered.
+func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
+	var out []takerEvent
 	for n := range c.facts.nodes {
-		for _, iv := range c.facts.conds[condKey{n, procDown}] {
-			if !iv.to.IsZero() && c.preferred(ip, c.elig.at(ip, iv.to)) == n && !c.answering(log, c.facts.macs[n], iv.from) {
-				out = append(out, restart{n, iv.to})
+		for k, ivs := range c.facts.conds {
+			if k.node != n || !k.cond.disqualifies() {
+				continue
+			}
+			for _, iv := range ivs {
+				if c.answering(log, c.facts.macs[n], iv.from) {
+					continue
+				}
+				if before := iv.from.Add(-time.Millisecond); c.preferred(ip, c.elig.at(ip, before)) == n {
+					out = append(out, takerEvent{n, iv.from, "became ineligible (" + k.cond.String() + ")"})
+				}
+				if k.cond == procDown && !iv.to.IsZero() && c.preferred(ip, c.elig.at(ip, iv.to)) == n {
+					out = append(out, takerEvent{n, iv.to, "restarted"})
+				}
 			}
 		}
 	}

@@ -80,6 +80,15 @@ func TestChecker(t *testing.T) {
 			conds:    []cond{{0, procDown, 10, 30}, {2, procDown, 11, 12}},
 			answers:  []answers{{"m0", 0, 10}, {"m1", 15.5, 40}},
 			wantGaps: 1},
+		// Found by the one-hour soak: the next owner died before it took
+		// the address over, and its peers waited for its Lease too.
+		{name: "the node that would take over dies in the window: its takeover clock starts over",
+			conds:   []cond{{0, procDown, 10, 30}, {1, procDown, 12, 30}},
+			answers: []answers{{"m0", 0, 10}, {"m2", 15.5, 40}}},
+		{name: "a node the preferred taker outranks dying excuses nothing",
+			conds:    []cond{{0, procDown, 10, 30}, {2, procDown, 12, 30}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 15.5, 40}},
+			wantGaps: 1},
 		{name: "a restart after the window closed excuses nothing",
 			local:    []int{0, 1},
 			conds:    []cond{{0, procDown, 10, 30}, {1, procDown, 19, 20}},
