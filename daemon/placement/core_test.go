@@ -185,6 +185,15 @@ func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
 	return out
 }
 
+// fullWithTaker starts a holding all of twelve's addresses, fresh, with c
+// live and taking what a offers it.
+func (s *sim) fullWithTaker() {
+	svcs, all := twelve()
+	s.takeOffers = true
+	s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+	s.fresh(lease("c"))
+}
+
 // noEarlyOfferToB runs n renew intervals with b and c renewing, and fails
 // t on a hand-over offered to b less than a lease duration after back.
 func (s *sim) noEarlyOfferToB(t *testing.T, back time.Time, n int) {
@@ -947,10 +956,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "rebalance: a peer that just turned live gets no hand-over until it has been live for a lease duration",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.takeOffers = true
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				s.fresh(lease("c"))
+				s.fullWithTaker()
 				s.run(10*timings.Renew, lease("c")) // c takes its share; b is down
 				back := s.now.Add(timings.Renew)
 				s.noEarlyOfferToB(t, back, 8)
@@ -967,10 +973,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "rebalance: a peer back from a gap that lapsed it gets no hand-over until it has been renewing for a lease duration",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				svcs, all := twelve()
-				s.takeOffers = true
-				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
-				s.fresh(lease("c"))
+				s.fullWithTaker()
 				s.run(10*timings.Renew, lease("b"), lease("c")) // b renews, c takes its share
 				s.advance(timings.Renew)
 				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
