@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 // of every write.
 type leaseServer struct {
 	mu     sync.Mutex
-	claims []string // the claims annotation of each write, in order
+	claims []string     // the claims annotation of each write, in order
+	stall  atomic.Int64 // writes after the first wait this long (ns), or until cancelled
 }
 
 func (s *leaseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -35,6 +37,13 @@ func (s *leaseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(data, l); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
+	}
+	if d := time.Duration(s.stall.Load()); d > 0 && len(s.written()) > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	l.ResourceVersion = "1"
 	s.mu.Lock()
@@ -63,7 +72,8 @@ func (s *leaseServer) waitWrites(n int, within time.Duration) []string {
 // TestHeartbeatHeldBackClaims: claims that may wait are written a quarter
 // renew interval after the previous write, together; a claim that may not
 // wait goes at once even if a later Set may wait; a stop writes what is
-// still held back (a lone node keeps its Lease for its successor).
+// still held back (a lone node keeps its Lease for its successor), unless
+// the Lease is deleted next, and ends that write by Finish's deadline.
 func TestHeartbeatHeldBackClaims(t *testing.T) {
 	const renew = 8 * time.Second // holds added claims for 2 s
 	a, b, c := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.3")
@@ -117,6 +127,30 @@ func TestHeartbeatHeldBackClaims(t *testing.T) {
 		stop()
 		if w := srv.written(); len(w) != 2 || w[1] != "198.51.100.1,198.51.100.2" {
 			t.Errorf("writes %q, want the held-back claim written at the stop", w)
+		}
+	})
+	t.Run("a stop before the Lease is deleted writes nothing", func(t *testing.T) {
+		srv, h, stop := start(t)
+		h.Set(member(a, b), true)
+		time.Sleep(100 * time.Millisecond)
+		h.Finish(time.Now().Add(time.Minute), true)
+		stop()
+		if w := srv.written(); len(w) != 1 {
+			t.Errorf("writes %q, want none at the stop (Release deletes the Lease next)", w)
+		}
+	})
+	t.Run("the stop's write ends by Finish's deadline", func(t *testing.T) {
+		srv, h, stop := start(t)
+		srv.stall.Store(int64(time.Minute)) // the API server stops answering writes
+		h.Set(member(a, b), true)
+		time.Sleep(100 * time.Millisecond)
+		h.Finish(time.Now().Add(300*time.Millisecond), false)
+		began := time.Now()
+		stop()
+		// Without the deadline the write would wait its own timeout, a
+		// lease duration (24 s here).
+		if took := time.Since(began); took > 3*time.Second {
+			t.Errorf("the stop took %v, want it to end by the 300 ms deadline", took)
 		}
 	})
 }
