@@ -185,6 +185,20 @@ func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
 	return out
 }
 
+// withdrawnAtOnce offers an address from a full node, then steps with
+// what happens to the offer's target (event), and fails t unless the offer
+// is withdrawn and the address answered again in that step.
+func (s *sim) withdrawnAtOnce(t *testing.T, event func(target string) Observation) Plan {
+	t.Helper()
+	offered := s.offerFromFull()
+	s.advance(10 * time.Millisecond)
+	p := s.step(event(s.plan.Publish.HandoverTo))
+	if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
+		t.Errorf("answering %s: %v, still offering %v: want the offer withdrawn", offered, ok, p.Publish.Handover)
+	}
+	return p
+}
+
 // fullWithTaker starts a holding all of twelve's addresses, fresh, with c
 // live and taking what a offers it.
 func (s *sim) fullWithTaker() {
@@ -1097,13 +1111,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target turns NotReady before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered := s.offerFromFull()
-				s.advance(10 * time.Millisecond)
-				p := s.step(Observation{Nodes: []NodeUpdate{{Name: s.plan.Publish.HandoverTo}}})
-				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
-					t.Errorf("answering %s: %v, still offering %v", offered, ok, p.Publish.Handover)
-				}
-				return p
+				return s.withdrawnAtOnce(t, func(target string) Observation { return Observation{Nodes: []NodeUpdate{{Name: target}}} })
 			},
 			want: twelveIPs,
 		},
@@ -1113,13 +1121,9 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target is excluded before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered := s.offerFromFull()
-				s.advance(10 * time.Millisecond)
-				p := s.step(Observation{Nodes: []NodeUpdate{{Name: s.plan.Publish.HandoverTo, Ready: true, Excluded: true}}})
-				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
-					t.Errorf("answering %s: %v, still offering %v", offered, ok, p.Publish.Handover)
-				}
-				return p
+				return s.withdrawnAtOnce(t, func(target string) Observation {
+					return Observation{Nodes: []NodeUpdate{{Name: target, Ready: true, Excluded: true}}}
+				})
 			},
 			want: twelveIPs,
 		},
@@ -1127,13 +1131,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target stops (its Lease deleted) before taking it; the address is answered again at once",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered := s.offerFromFull()
-				s.advance(10 * time.Millisecond)
-				p := s.step(Observation{LeasesGone: []string{s.plan.Publish.HandoverTo}})
-				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() {
-					t.Errorf("answering %s: %v, still offering %v: want the offer withdrawn", offered, ok, p.Publish.Handover)
-				}
-				return p
+				return s.withdrawnAtOnce(t, func(target string) Observation { return Observation{LeasesGone: []string{target}} })
 			},
 			want: twelveIPs,
 		},
