@@ -201,7 +201,7 @@ func steadyState(b *testing.B, nodes, n, windows int) {
 	const window = 30 * time.Second
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: nodes})
-		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		ds := startDaemons(b, l, bigV6Pools, "")
 		l.CreateLBServices(ctxBg, "default", n, 10, func(i int) string { return fmt.Sprintf("s%04d", i) },
 			lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol))
 		waitClaims(b, l, n)

@@ -34,7 +34,7 @@ import (
 func BenchmarkCreateToStatus(b *testing.B) {
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
-		startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		startDaemons(b, l, bigV6Pools, "")
 		v6 := lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol)
 		// Not l.Client: its request timeout would end the watch.
 		cfg, err := clientcmd.BuildConfigFromFlags("", l.AdminKubeconfig)
@@ -98,8 +98,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 	const n = 5000
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
-		l.CreateLBServices(ctxBg, "default", n, 20, func(i int) string { return fmt.Sprintf("svc-%04d", i) },
-			lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
+		createV6Services(l, n)
 		reference := statusWritesAlone(b, l, n)
 		b.ReportMetric(reference.Seconds(), "s-reference")
 		// Not l.Client: its request timeout would end the watch.
@@ -132,7 +131,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 		writes0 := apiWrites(b, l)
 		server0 := serverCPU(b)
 		start := time.Now()
-		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		ds := startDaemons(b, l, bigV6Pools, "")
 		var first, last, stall time.Duration
 		perSecond := map[int]int{}
 		timeout := time.After(5 * time.Minute)
@@ -196,11 +195,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 		b.ReportMetric(daemons, "daemons-cpu-s")
 		b.ReportMetric(serverCPU(b)-server0, "apiserver+etcd-cpu-s")
 		time.Sleep(5 * time.Second) // settle: informer resync and GC
-		var rss, anon float64
-		for _, d := range ds {
-			rss = max(rss, rssMiB(b, d.proc.PID))
-			anon = max(anon, statusMiB(b, d.proc.PID, "RssAnon"))
-		}
+		rss, anon := maxMemory(b, ds)
 		b.ReportMetric(rss, "max-RSS-MiB")
 		b.ReportMetric(anon, "max-RssAnon-MiB")
 	}
@@ -277,6 +272,26 @@ func apiserverRejected(b *testing.B, l *lab.Lab) float64 {
 }
 
 // rssMiB reads a process's resident set size.
+// bigV6Pools is the config of the benchmarks with 5,000 Services: one pool
+// of 65,536 IPv6 addresses (no documentation IPv4 range is that large).
+const bigV6Pools = "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n"
+
+// createV6Services creates n single-stack IPv6 LoadBalancer Services,
+// svc-0000 and on, in namespace default.
+func createV6Services(l *lab.Lab, n int) {
+	l.CreateLBServices(ctxBg, "default", n, 20, func(i int) string { return fmt.Sprintf("svc-%04d", i) },
+		lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
+}
+
+// maxMemory is the largest RSS and RssAnon of the daemons, in MiB.
+func maxMemory(b *testing.B, ds []*daemon) (rss, anon float64) {
+	for _, d := range ds {
+		rss = max(rss, rssMiB(b, d.proc.PID))
+		anon = max(anon, statusMiB(b, d.proc.PID, "RssAnon"))
+	}
+	return rss, anon
+}
+
 func rssMiB(b *testing.B, pid int) float64 { return statusMiB(b, pid, "VmRSS") }
 
 // statusMiB reads a kB field of /proc/<pid>/status (VmRSS, RssAnon, RssFile).

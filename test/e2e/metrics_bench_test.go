@@ -30,7 +30,7 @@ func BenchmarkMetricsRSS(b *testing.B) {
 		l := lab.Start(b, lab.Options{Nodes: 3})
 		var ds []*daemon
 		for _, node := range l.Nodes {
-			d := &daemon{node: node, config: writeConfig(b, node, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "metrics: {address: \"127.0.0.1:9473\"}\n")}
+			d := &daemon{node: node, config: writeConfig(b, node, bigV6Pools, "metrics: {address: \"127.0.0.1:9473\"}\n")}
 			d.proc = node.Start(b, bin, "run", "--config", d.config)
 			ds = append(ds, d)
 		}
@@ -49,11 +49,7 @@ func BenchmarkMetricsRSS(b *testing.B) {
 				sample = string(out)
 			}
 		}
-		var rss, anon float64
-		for _, d := range ds {
-			rss = max(rss, rssMiB(b, d.proc.PID))
-			anon = max(anon, statusMiB(b, d.proc.PID, "RssAnon"))
-		}
+		rss, anon := maxMemory(b, ds)
 		b.ReportMetric(rss, "RSS-MiB")
 		b.ReportMetric(anon, "RssAnon-MiB")
 		b.Logf("binary %s; a scrape is %d lines, %d of them go_ or process_", bin, strings.Count(sample, "\n"),

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/l2lb/l2lb/test/lab"
@@ -221,9 +219,8 @@ func BenchmarkStatus5000(b *testing.B) {
 	const n = 5000
 	for b.Loop() {
 		l := lab.Start(b, lab.Options{Nodes: 3})
-		l.CreateLBServices(ctxBg, "default", n, 20, func(i int) string { return fmt.Sprintf("svc-%04d", i) },
-			lab.WithIPFamilies(corev1.IPFamilyPolicySingleStack, corev1.IPv6Protocol), noNodePorts)
-		ds := startDaemons(b, l, "pools:\n  - name: big\n    addresses: [\"2001:db8:100::1:0/112\"]\n", "")
+		createV6Services(l, n)
+		ds := startDaemons(b, l, bigV6Pools, "")
 		lab.WaitFor(b, 5*time.Minute, "every Service allocated and claimed", func(ctx context.Context) bool {
 			list, err := l.Client.CoreV1().Services("default").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
 			if err != nil {
