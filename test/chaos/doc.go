@@ -27,8 +27,11 @@
 // API server is down meanwhile, within afterAPI of its return. A node
 // becoming eligible where none was, an address newly given out, and a
 // hand-over its owner logs open such windows too (the last for two renew
-// intervals and the resolution: timings.handover). Everything else (another node's fault, an API outage alone, a
-// config edit, good or garbage, a Service changed elsewhere) must leave the
+// intervals and the resolution: timings.handover). Inside a window, the
+// node rendezvous hashing prefers to take the address over failing or
+// restarting starts the window over: its peers wait for its Lease too.
+// Everything else (another node's fault, an API outage alone, a config
+// edit, good or garbage, a Service changed elsewhere) must leave the
 // address answered, to within the resolution (timings.go).
 //
 // Two MACs may answer one address only right after a takeover, for at most
