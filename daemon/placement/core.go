@@ -276,6 +276,7 @@ type Core struct {
 	settleUntil time.Time
 	settling    bool
 	refreshed   time.Time // when the informers were last replaced
+	debug       bool      // the config logs at debug level: notes of every placement
 	lostAt      time.Time // when the API server last seemed out of reach
 
 	// Rebalancing: at most one address is being handed over at a time.
@@ -478,6 +479,7 @@ func (c *Core) lapse(s *step) {
 
 func (c *Core) setConfig(s *step, cfg *config.Config) {
 	c.cfg = cfg
+	c.debug = cfg.Log.Level <= slog.LevelDebug
 	for name, l := range c.labels {
 		c.unselected[name] = unselectedPools(cfg, l)
 	}
@@ -992,9 +994,10 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 			}
 			s.was[ip] = old
 		}
-		if old := c.owners[ip]; old != owner {
+		if old := c.owners[ip]; c.debug && old != owner {
 			// For the chaos runs' timelines (log.level debug): where
-			// this node places each address it decides.
+			// this node places each address it decides. Only then: a
+			// cold start changes thousands of owners.
 			s.note(slog.LevelDebug, "placed an address", "ip", ip, "owner", owner, "was", old)
 		}
 		c.setOwner(ip, owner)
@@ -1003,7 +1006,7 @@ func (c *Core) place(s *step, nodes []Node, settling bool) {
 		// no longer answers for, is safe to take at once.
 		iface, want := c.want(s, ip, owner, settling && !offered)
 		_, have := s.owned(c)[ip]
-		if owner == c.self && !want && !c.frozen {
+		if c.debug && owner == c.self && !want && !c.frozen {
 			_, usable := c.interfaceFor(ip)
 			s.note(slog.LevelDebug, "placed here but not answering", "ip", ip, "settling", settling && !offered,
 				"handing_over", ip == c.handover, "interface_usable", usable)

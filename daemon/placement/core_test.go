@@ -2,6 +2,7 @@ package placement
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -462,6 +463,26 @@ func TestCoreTransitions(t *testing.T) {
 				return p
 			},
 			want: []string{x},
+		},
+		{
+			name: "log level debug: a note for each placement and for an address placed here but held back; none at info",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{})
+				info := s.step(s.renewed(Observation{Services: []ServiceUpdate{svc("x", x)}})) // fresh, settling
+				if len(s.c.owners) == 0 || hasNote(info, "placed") {
+					t.Fatalf("owners %v, notes %v at info level: want x placed, no placement notes", s.c.owners, info.Notes)
+				}
+				debug := *s.cfg
+				debug.Log.Level = slog.LevelDebug
+				s.advance(10 * time.Millisecond)
+				p := s.step(s.renewed(Observation{Config: &debug, Services: []ServiceUpdate{svc("y", y)}}))
+				if !hasNote(p, "placed an address") || !hasNote(p, "placed here but not answering") {
+					t.Errorf("notes %v at debug level: want y placed with b, and x placed here but held back", p.Notes)
+				}
+				return s.fresh(lease("b"))
+			},
+			want:   []string{x},
+			claims: []string{x},
 		},
 		{
 			name: "frozen to fresh: a silent peer gets a lease duration before its address is taken",
