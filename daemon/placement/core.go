@@ -184,6 +184,11 @@ type Announced struct {
 // ConflictLog is the daemon's log line for a ConflictReport.
 const ConflictLog = "another host announces an address this node answers for"
 
+// FreshLog is the daemon's log line when its view turns fresh (at start, and
+// after a freeze): from then it gives every peer live before a lease
+// duration by its own clock, and takes over none of their addresses sooner.
+const FreshLog = "view of the cluster is fresh; placing addresses"
+
 // ConflictReport is a conflict worth telling the operator about.
 type ConflictReport struct {
 	Conflict
@@ -792,7 +797,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 				}
 			}
 		}
-		s.note(slog.LevelInfo, "view of the cluster is fresh; placing addresses")
+		s.note(slog.LevelInfo, FreshLog)
 		if c.refreshed.Before(c.lostAt) {
 			// Fresh says the Lease informer is current. The others
 			// (Services, EndpointSlices, Nodes) may still be backing off

@@ -151,9 +151,10 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 					changed = true
 				}
 			}
-			// A node that starts cannot judge a peer's Lease by its own
-			// clock until it has watched it for a lease duration: a taker
-			// that restarts inside the window starts the takeover over.
+			// A node that starts or thaws cannot judge a peer's Lease by
+			// its own clock until it has watched it for a lease duration:
+			// a taker that turns fresh inside the window starts the
+			// takeover over.
 			for _, e := range takers {
 				if !e.at.Before(gs[i].from) && e.at.Before(gs[i].to) && e.at.Add(c.t.takeover()).After(gs[i].to) {
 					gs[i].to = e.at.Add(c.t.takeover())
@@ -175,10 +176,12 @@ type takerEvent struct {
 }
 
 // takerEvents lists what restarts a takeover of ip: the node rendezvous
-// hashing prefers among the eligible ones (the others defer to it) was
-// started again (it gives every peer a lease duration by its new clock), or
-// became ineligible before it took the address (its peers wait a lease
-// duration to see it gone). Not the owner's own: that one answered.
+// hashing prefers among the eligible ones (the others defer to it) turned
+// fresh, after a restart, a pause or a cut (it gives every peer a lease
+// duration by its own clock from then: a dead owner's Lease too, if it had
+// not watched it lapse), or became ineligible before it took the address
+// (its peers wait a lease duration to see it gone). Not the owner's own:
+// that one answered.
 func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 	var out []takerEvent
 	for n := range c.facts.nodes {
@@ -193,10 +196,13 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 				if before := iv.from.Add(-time.Millisecond); c.preferred(ip, c.elig.at(ip, before)) == n {
 					out = append(out, takerEvent{n, iv.from, "became ineligible (" + k.cond.String() + ")"})
 				}
-				if k.cond == procDown && !iv.to.IsZero() && c.preferred(ip, c.elig.at(ip, iv.to)) == n {
-					out = append(out, takerEvent{n, iv.to, "restarted"})
-				}
 			}
+		}
+	}
+	for _, l := range c.logs {
+		if l.msg == placement.FreshLog && !c.answering(log, c.facts.macs[l.node], l.at) &&
+			c.preferred(ip, c.elig.at(ip, l.at)) == l.node {
+			out = append(out, takerEvent{l.node, l.at, "turned fresh (after a restart, a pause or a cut)"})
 		}
 	}
 	return out

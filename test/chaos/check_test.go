@@ -35,6 +35,7 @@ func TestChecker(t *testing.T) {
 		conds     []cond
 		answers   []answers
 		announced []announcement
+		fresh     []cond // a node's view turned fresh at from (c and to unused)
 		wantGaps  int // violations of invariant 2
 		wantTwice int // violations of invariant 1
 	}{
@@ -73,11 +74,36 @@ func TestChecker(t *testing.T) {
 		{name: "the taker restarts inside the window: its takeover clock starts over",
 			local:   []int{0, 1},
 			conds:   []cond{{0, procDown, 10, 30}, {1, procDown, 11, 12}},
-			answers: []answers{{"m0", 0, 10}, {"m1", 15.5, 40}}},
+			fresh:   []cond{{node: 1, from: 12.5}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 16.45, 40}}},
+		// Found by the one-hour soak: the taker was killed before the
+		// owner, started again, and turned fresh after the owner died.
+		{name: "the taker restarted before the owner died turns fresh inside the window: its clock starts over",
+			conds:   []cond{{1, procDown, 8, 9.9}, {0, procDown, 10, 30}},
+			fresh:   []cond{{node: 1, from: 10.1}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 14.05, 40}}},
+		// Found by the one-hour soak: the taker was paused before the
+		// owner died and resumed after; its thaw gave the owner a lease
+		// duration.
+		{name: "the taker paused across the owner's death turns fresh inside the window: its clock starts over",
+			conds:   []cond{{1, procStopped, 8, 11}, {0, procDown, 10, 30}},
+			fresh:   []cond{{node: 1, from: 11.3}},
+			answers: []answers{{"m0", 0, 10}, {"m1", 15, 40}}},
+		{name: "a restart with no fresh view logged excuses nothing beyond the node's return",
+			local:    []int{0, 1},
+			conds:    []cond{{0, procDown, 10, 30}, {1, procDown, 11, 12}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 16.45, 40}},
+			wantGaps: 1},
+		{name: "the taker turning fresh after the window closed excuses nothing",
+			conds:    []cond{{1, procDown, 8, 9.9}, {0, procDown, 10, 30}},
+			fresh:    []cond{{node: 1, from: 14.5}},
+			answers:  []answers{{"m0", 0, 10}, {"m1", 16, 40}},
+			wantGaps: 1},
 		// node-1 outranks node-2 for the address (checked below): it
 		// takes over whatever node-2 does.
 		{name: "a restart of a node the preferred taker outranks excuses nothing",
 			conds:    []cond{{0, procDown, 10, 30}, {2, procDown, 11, 12}},
+			fresh:    []cond{{node: 2, from: 12.2}},
 			answers:  []answers{{"m0", 0, 10}, {"m1", 15.5, 40}},
 			wantGaps: 1},
 		// Found by the one-hour soak: the next owner died before it took
@@ -92,6 +118,7 @@ func TestChecker(t *testing.T) {
 		{name: "a restart after the window closed excuses nothing",
 			local:    []int{0, 1},
 			conds:    []cond{{0, procDown, 10, 30}, {1, procDown, 19, 20}},
+			fresh:    []cond{{node: 1, from: 20.2}},
 			answers:  []answers{{"m0", 0, 10}, {"m1", 22, 40}},
 			wantGaps: 1},
 		{name: "a cut-off owner yields soon after the takeover",
@@ -131,7 +158,11 @@ func TestChecker(t *testing.T) {
 			for _, a := range tc.announced {
 				log.Announcements = append(log.Announcements, lab.Announcement{MAC: a.mac, At: at(a.at)})
 			}
-			c := &checker{t: defaultTimings, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
+			var logs []logLine
+			for _, f := range tc.fresh {
+				logs = append(logs, logLine{at: at(f.from), node: f.node, msg: placement.FreshLog})
+			}
+			c := &checker{t: defaultTimings, logs: logs, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
 				addrs: []netip.Addr{ip}, logOf: func(netip.Addr) lab.ProbeLog { return log }, start: at(0), end: at(40)}
 			c.checkAll()
 			gaps, twice := 0, 0
