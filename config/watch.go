@@ -27,6 +27,8 @@ type Reload struct {
 	Err error
 	// Changed reports whether a new configuration was swapped in.
 	Changed bool
+	// Data is the new configuration's file content when Changed.
+	Data []byte
 	// Requested is true for reloads asked for with Watcher.Reload (SIGHUP)
 	// rather than noticed on disk.
 	Requested bool
@@ -154,7 +156,7 @@ func (w *Watcher) reload(requested bool) {
 	default:
 		w.lastData = data
 		w.current.Store(c)
-		r.Config, r.Changed = c, true
+		r.Config, r.Changed, r.Data = c, true, data
 		log.Info("config reloaded", "path", w.path, "digest", c.Digest(), "pools", len(c.Pools))
 	}
 	if w.opts.OnReload != nil {

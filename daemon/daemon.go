@@ -29,6 +29,9 @@ type Options struct {
 	Stderr     io.Writer
 	// Reload delivers reload requests (SIGHUP).
 	Reload <-chan os.Signal
+	// StateDir keeps the last good copy of the config, which a start with a
+	// broken file runs on; "" keeps none.
+	StateDir string
 }
 
 // Run runs the daemon until ctx is done. It returns an error only when it
@@ -38,19 +41,27 @@ func Run(ctx context.Context, opts Options) error {
 	log := slog.New(logging.NewHandler(opts.Stderr, level))
 	klog.SetSlogLogger(log) // client-go's own messages, in the same format
 
-	cfg, data, err := config.Load(opts.ConfigPath, opts.Hostname)
+	cfg, data, refused, err := config.LoadAtStart(opts.ConfigPath, opts.StateDir, opts.Hostname)
 	if err != nil {
-		for _, p := range config.Problems(err) {
-			log.Error("config problem", "problem", p.Error())
-		}
+		logProblems(log, err)
 		return fmt.Errorf("cannot start without a valid config: %w", err)
 	}
 	level.Set(cfg.Log.Level)
 	log.Info("l2lbd starting", "version", opts.Version, "config", opts.ConfigPath, "digest", cfg.Digest(),
 		"node", cfg.NodeName, "pools", len(cfg.Pools), "class", cfg.LoadBalancerClass)
+	if refused != nil {
+		logProblems(log, refused)
+		log.Error("config refused at start; running the last good config", "path", opts.ConfigPath,
+			"last_good", config.LastGoodPath(opts.StateDir), "digest", cfg.Digest())
+	} else {
+		saveLastGood(log, opts.StateDir, data)
+	}
 	warnNoPools(log, opts.ConfigPath, cfg)
 
 	life := newLifecycle(log, cfg)
+	if refused != nil {
+		life.reloaded(config.Reload{Config: cfg, Err: refused})
+	}
 	// A good reload wakes both deciders; each has its own channel, as a
 	// signal taken by one would be lost to the other.
 	placeChanged, allocChanged := make(chan struct{}, 1), make(chan struct{}, 1)
@@ -63,6 +74,7 @@ func Run(ctx context.Context, opts Options) error {
 			if !r.Changed {
 				return
 			}
+			saveLastGood(log, opts.StateDir, r.Data)
 			level.Set(r.Config.Log.Level)
 			warnRestartOnly(log, prev, r.Config)
 			warnNoPools(log, opts.ConfigPath, r.Config)
@@ -208,5 +220,22 @@ func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
 	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Kubernetes != cur.Kubernetes ||
 		old.Coordination != cur.Coordination || old.Announce != cur.Announce || old.Metrics != cur.Metrics {
 		log.Warn("nodeName, kubeconfig, kubernetes, coordination, announce and metrics take effect after a restart (systemctl restart l2lbd)")
+	}
+}
+
+func logProblems(log *slog.Logger, err error) {
+	for _, p := range config.Problems(err) {
+		log.Error("config problem", "problem", p.Error())
+	}
+}
+
+// saveLastGood keeps data, a config just accepted, for a start with a
+// broken file. Failing to is no reason to stop serving.
+func saveLastGood(log *slog.Logger, dir string, data []byte) {
+	if dir == "" {
+		return
+	}
+	if err := config.SaveLastGood(dir, data); err != nil {
+		log.Warn("cannot keep a copy of the config; a start with a broken file will fail", "err", err)
 	}
 }

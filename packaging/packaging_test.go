@@ -497,6 +497,8 @@ func TestUnitSettings(t *testing.T) {
 		"ConfigurationDirectory":     "l2lb",
 		"ConfigurationDirectoryMode": "0750",
 		"RuntimeDirectory":           "l2lbd",
+		"StateDirectory":             "l2lbd",
+		"StateDirectoryMode":         "0700",
 		"WantedBy":                   "multi-user.target",
 	}
 	for k, v := range want {
@@ -571,7 +573,7 @@ func checkGone(t *testing.T, when string) {
 	for _, p := range []string{"/etc/l2lb", "/usr/bin/l2lbd", "/usr/lib/systemd/system/l2lbd.service",
 		"/usr/lib/sysusers.d/l2lbd.conf", "/usr/lib/tmpfiles.d/l2lbd.conf", "/usr/share/doc/l2lb",
 		"/usr/share/man/man8/l2lbd.8.gz", "/usr/share/man/man5/l2lbd.yaml.5.gz",
-		wantsLink, dshState, maskLink, "/var/lib/systemd/deb-systemd-helper-masked/l2lbd.service"} {
+		wantsLink, dshState, maskLink, "/var/lib/systemd/deb-systemd-helper-masked/l2lbd.service", "/var/lib/l2lbd"} {
 		if exists(p) {
 			t.Errorf("%s: %s is left", when, p)
 		}

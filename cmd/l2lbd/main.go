@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/l2lb/l2lb/config"
@@ -104,8 +105,15 @@ func configFlag(path *string) func(*flag.FlagSet) {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	var path string
-	code, ok := flags("run [--config PATH]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stdout, stderr, configFlag(&path))
+	var path, state string
+	define := func(fs *flag.FlagSet) {
+		configFlag(&path)(fs)
+		// systemd's StateDirectory= sets STATE_DIRECTORY (colon-separated
+		// when the unit names several; the unit names one).
+		dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":")
+		fs.StringVar(&state, "state-dir", dir, "directory for the last good copy of the configuration, which a start with a broken file runs on; empty for none (default $STATE_DIRECTORY)")
+	}
+	code, ok := flags("run [--config PATH] [--state-dir DIR]", "Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the configuration.", args, stdout, stderr, define)
 	if !ok {
 		return code
 	}
@@ -124,6 +132,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Version:    versionString(),
 		Stderr:     stderr,
 		Reload:     hup,
+		StateDir:   state,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "l2lbd: %v\n", err)

@@ -3,6 +3,7 @@ package placement
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,4 +133,74 @@ func BenchmarkFullPass(b *testing.B) {
 	for b.Loop() {
 		Place(nodes, addrs)
 	}
+}
+
+// BenchmarkCoreColdStart drives one node's core of three through what a
+// cold start of 5,000 Services delivers: every Service listed without an
+// address, then their addresses arriving 25 per step (the placer decides
+// at most once per 10 ms) and each peer's Lease rewritten with its growing
+// claims four times a second. One iteration is the whole cold start.
+func BenchmarkCoreColdStart(b *testing.B) {
+	const services, perStep = 5000, 25
+	cfg, err := config.Parse("bench.yaml", []byte("nodeName: n0\npools: [{name: lan, addresses: [198.18.0.0/17]}]\n"), "n0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	links := []Link{{Name: "eth0", Usable: true, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}}}
+	names := []string{"n0", "n1", "n2"}
+	all := make([]Node, len(names))
+	var nodeUpdates []NodeUpdate
+	for i, n := range names {
+		nodeUpdates = append(nodeUpdates, NodeUpdate{Name: n, Ready: true})
+		all[i] = Node{Name: n, Live: true, Ready: true, Pools: map[string]bool{"lan": true}}
+	}
+	bare := make([]ServiceUpdate, services)
+	addressed := make([]ServiceUpdate, services)
+	owners := make([]string, services)
+	ips := make([]netip.Addr, services)
+	ip := netip.MustParseAddr("198.18.0.0")
+	for i := range bare {
+		ip = ip.Next()
+		ips[i] = ip
+		addressed[i] = benchService(i, ip)
+		bare[i] = addressed[i]
+		bare[i].Service = addressed[i].Service.DeepCopy()
+		bare[i].Service.Status = corev1.ServiceStatus{}
+		a := Address{IP: ip, Pool: "lan"}
+		owners[i] = Owner(all, &a)
+	}
+	steps := 0
+	for b.Loop() {
+		now := time.Unix(1000, 0)
+		c := NewCore("n0", Timings{Renew: time.Second, Lease: 3 * time.Second})
+		renew := 0
+		claims := map[string][]netip.Addr{}
+		leases := func() []LeaseUpdate {
+			renew++
+			var out []LeaseUpdate
+			for _, n := range names {
+				out = append(out, LeaseUpdate{Node: n, Renew: time.Unix(int64(renew), 0),
+					Member: Member{Pools: []string{"lan"}, Claims: slices.Clone(claims[n]), Leader: n == "n1"}})
+			}
+			return out
+		}
+		o := Observation{Now: now, Synced: true, Config: cfg, Links: links, NewLinks: true,
+			Nodes: nodeUpdates, Services: bare, Leases: leases()}
+		o.Writes = []Write{{Renew: time.Unix(int64(renew), 0), Sent: now}}
+		c.Step(o)
+		for i := 0; i < services; i += perStep {
+			now = now.Add(10 * time.Millisecond)
+			o := Observation{Now: now, Synced: true, Services: addressed[i : i+perStep]}
+			for j := i; j < i+perStep; j++ {
+				claims[owners[j]] = append(claims[owners[j]], ips[j])
+			}
+			if (i/perStep)%25 == 0 { // every 250 ms: the peers' Leases, and this node's renewal
+				o.Leases = leases()
+				o.Writes = []Write{{Renew: time.Unix(int64(renew), 0), Sent: now}}
+			}
+			c.Step(o)
+			steps++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(steps)/1e3, "µs/step")
 }

@@ -118,6 +118,25 @@ func TestBootedNodes(t *testing.T) {
 	sh(t, owner, 30*time.Second, fmt.Sprintf(installConfig, lab.SharePath+"/pools2.yaml")+"; systemctl reload l2lbd")
 	waitStatusTextHas(t, owner, "config ok (digest "+digest2+");")
 
+	step("a restart in the middle of a bad edit runs on the last good config, kept in /var/lib/l2lbd")
+	// On the peer: it answers for nothing, so its restart moves nothing.
+	digestPeer := checkDigest(t, peer)
+	if got := sh(t, peer, 10*time.Second, "stat -c '%U %a' /var/lib/l2lbd /var/lib/l2lbd/last-good.yaml; cmp /var/lib/l2lbd/last-good.yaml /etc/l2lb/l2lbd.yaml && echo same"); got != "l2lbd 700\nl2lbd 600\nsame\n" {
+		t.Fatalf("%s: the last good copy: owner, mode and content say %q, want l2lbd 700, l2lbd 600, the running file", peer.Name, got)
+	}
+	pid = mainPID(t, peer)
+	sh(t, peer, 40*time.Second, fmt.Sprintf(installConfig, lab.SharePath+"/broken.yaml")+"; systemctl restart l2lbd")
+	checkRunning(t, peer)
+	if got := mainPID(t, peer); got == pid {
+		t.Fatalf("%s: systemctl restart kept pid %d", peer.Name, pid)
+	}
+	waitStatusTextHas(t, peer, "config edit refused, running digest "+digestPeer+": /etc/l2lb/l2lbd.yaml:3:17: pools[0].addresses[0]")
+	wantJournal(t, peer, "3", `msg="config refused at start; running the last good config"`, "digest="+digestPeer)
+	statusTellsTruth(t, l, owner, peer)
+	sh(t, peer, 30*time.Second, fmt.Sprintf(installConfig, lab.SharePath+"/pools.yaml"))
+	waitStatusTextHas(t, peer, "config ok (digest "+digestPeer+");")
+	answerer(t, l, machines, ip, owner)
+
 	step("systemctl stop hands over to the peer at once")
 	wasLeader := ipamLeader(t, l)
 	stopAt := time.Now()
