@@ -224,8 +224,12 @@ func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
 }
 
 func logProblems(log *slog.Logger, err error) {
-	for _, p := range config.Problems(err) {
+	problems := config.Problems(err)
+	for _, p := range problems {
 		log.Error("config problem", "problem", p.Error())
+	}
+	if len(problems) == 0 { // not the content: the file is missing or unreadable
+		log.Error("config problem", "problem", err.Error())
 	}
 }
 
