@@ -156,6 +156,9 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			// a taker that turns fresh inside the window starts the
 			// takeover over.
 			for _, e := range takers {
+				if c.answering(log, c.facts.macs[e.node], gs[i].from) {
+					continue // the owner itself: it answers again at once
+				}
 				if !e.at.Before(gs[i].from) && e.at.Before(gs[i].to) && e.at.Add(c.t.takeover()).After(gs[i].to) {
 					gs[i].to = e.at.Add(c.t.takeover())
 					gs[i].why += fmt.Sprintf(", and %s, which would take it over, %s", c.facts.nodes[e.node], e.what)
@@ -200,12 +203,30 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 		}
 	}
 	for _, l := range c.logs {
-		if l.msg == placement.FreshLog && !c.answering(log, c.facts.macs[l.node], l.at) &&
-			c.preferred(ip, c.elig.at(ip, l.at)) == l.node {
-			out = append(out, takerEvent{l.node, l.at, "turned fresh (after a restart, a pause or a cut)"})
+		if l.msg != placement.FreshLog || c.answering(log, c.facts.macs[l.node], l.at) ||
+			c.preferred(ip, c.elig.at(ip, l.at)) != l.node {
+			continue
+		}
+		if what := c.returnedFrom(l.node, l.at); what != "" {
+			out = append(out, takerEvent{l.node, l.at, "turned fresh after " + what})
 		}
 	}
 	return out
+}
+
+// returnedFrom names the fault that node n came back from shortly before
+// its view turned fresh at t (a restart, a pause, a cut from the API or the
+// API server's outage); "" if none did: a view that turns fresh with no
+// fault injected excuses nothing.
+func (c *checker) returnedFrom(n int, t time.Time) string {
+	for _, k := range []condKey{{n, procDown}, {n, procStopped}, {n, cutOff}, {-1, apiDown}} {
+		for _, iv := range c.facts.conds[k] {
+			if !iv.to.IsZero() && !iv.to.After(t) && t.Sub(iv.to) <= c.t.afterAPI() {
+				return k.cond.String()
+			}
+		}
+	}
+	return ""
 }
 
 // preferred is the node of the set that rendezvous hashing prefers for ip,
