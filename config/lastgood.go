@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -23,22 +25,25 @@ func SaveLastGood(dir string, data []byte) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(dir, ".last-good-*.yaml")
+	// One daemon per state directory: a fixed temporary name, so that a
+	// crash between the write and the rename leaves nothing to pile up.
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("save last good config: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	_, err = tmp.Write(data)
+	_, err = f.Write(data)
 	if err == nil {
-		err = tmp.Sync()
+		err = f.Sync()
 	}
-	if cerr := tmp.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = os.Rename(tmp, path)
 	}
 	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("save last good config: %w", err)
 	}
 	return nil
@@ -48,7 +53,8 @@ func SaveLastGood(dir string, data []byte) error {
 // state directory ("" for none). A bad file gives way to the last good copy
 // in dir when there is one that still parses: c and data are then the
 // copy's, and refused says what is wrong with the file. err is set only
-// when neither serves; it is the file's own error.
+// when neither serves: the file's error, and the copy's unless there is
+// none.
 func LoadAtStart(path, dir, hostname string) (c *Config, data []byte, refused, err error) {
 	c, data, err = Load(path, hostname)
 	if err == nil {
@@ -58,8 +64,11 @@ func LoadAtStart(path, dir, hostname string) (c *Config, data []byte, refused, e
 		return nil, nil, nil, err
 	}
 	good, goodData, goodErr := Load(LastGoodPath(dir), hostname)
-	if goodErr != nil {
+	switch {
+	case goodErr == nil:
+		return good, goodData, err, nil
+	case errors.Is(goodErr, fs.ErrNotExist):
 		return nil, nil, nil, err
 	}
-	return good, goodData, err, nil
+	return nil, nil, nil, errors.Join(err, fmt.Errorf("the last good copy cannot serve either: %w", goodErr))
 }

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLoadAtStart: a good file is used (and the caller saves it); a broken
@@ -22,13 +24,14 @@ func TestLoadAtStart(t *testing.T) {
 		want        string // the content in force; "" for none
 		wantRefused bool
 		wantErr     bool
+		wantCopyErr bool // the error names the copy's problem too
 	}{
 		{name: "good file, no copy", file: good, stateDir: true, want: good},
 		{name: "good file wins over the copy", file: good, saved: other, stateDir: true, want: good},
 		{name: "broken file, the copy serves", file: broken, saved: good, stateDir: true, want: good, wantRefused: true},
 		{name: "missing file, the copy serves", saved: good, stateDir: true, want: good, wantRefused: true},
 		{name: "broken file, no copy", file: broken, stateDir: true, wantErr: true},
-		{name: "broken file, a copy that no longer parses", file: broken, saved: broken, stateDir: true, wantErr: true},
+		{name: "broken file, a copy that no longer parses", file: broken, saved: broken, stateDir: true, wantErr: true, wantCopyErr: true},
 		{name: "broken file, no state directory", file: broken, saved: good, wantErr: true},
 	}
 	for _, tc := range cases {
@@ -53,6 +56,9 @@ func TestLoadAtStart(t *testing.T) {
 			}
 			if string(data) != tc.want || (c != nil) != (tc.want != "") {
 				t.Fatalf("in force %q (config %v), want %q", data, c != nil, tc.want)
+			}
+			if got := err != nil && strings.Contains(err.Error(), LastGoodPath(state)+":3:17"); got != tc.wantCopyErr {
+				t.Errorf("error %v names the copy's problem: %v, want %v", err, got, tc.wantCopyErr)
 			}
 			if tc.file == broken && (tc.wantErr || tc.wantRefused) {
 				problem := err
@@ -85,5 +91,61 @@ func TestSaveLastGood(t *testing.T) {
 	}
 	if err := SaveLastGood(filepath.Join(dir, "missing"), []byte("x")); err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("saving into a missing directory: %v, want a not-exist error", err)
+	}
+}
+
+// TestWatchAfterRefusedStart: a daemon started on the last good copy hears
+// about the file's next save even when it puts the copy's very content
+// back (the refusal then clears), and about a different good file.
+func TestWatchAfterRefusedStart(t *testing.T) {
+	etc, state := t.TempDir(), t.TempDir()
+	path := filepath.Join(etc, "l2lbd.yaml")
+	writeFile(t, path, []byte("garbage: [\n"))
+	if err := SaveLastGood(state, poolConf(1)); err != nil {
+		t.Fatal(err)
+	}
+	c, data, refused, err := LoadAtStart(path, state, "host")
+	if err != nil || refused == nil {
+		t.Fatalf("LoadAtStart: err %v, refused %v; want the copy, refused", err, refused)
+	}
+	reloads := make(chan Reload, 10)
+	w := NewWatcher(path, c, data, WatchOptions{Hostname: "host", Debounce: 20 * time.Millisecond, Refused: true,
+		OnReload: func(r Reload) { reloads <- r }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	next := func() Reload {
+		t.Helper()
+		select {
+		case r := <-reloads:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no reload within 5s")
+			return Reload{}
+		}
+	}
+	// Put the copy's content back, again until the watch (set up by Run
+	// meanwhile) sees it: no reload is requested before, as none is at a
+	// daemon's start.
+	var r Reload
+	for i := 0; ; i++ {
+		writeFile(t, path, poolConf(1))
+		select {
+		case r = <-reloads:
+		case <-time.After(100 * time.Millisecond):
+			if i == 50 {
+				t.Fatal("putting the copy's content back was not noticed within 5s")
+			}
+			continue
+		}
+		break
+	}
+	if r.Err != nil || r.Changed {
+		t.Fatalf("the copy's content put back: changed=%v err=%v, want unchanged and no error", r.Changed, r.Err)
+	}
+	writeFile(t, path, poolConf(2))
+	if r := next(); r.Err != nil || !r.Changed || string(r.Data) != string(poolConf(2)) {
+		t.Fatalf("a new good file: changed=%v err=%v data=%q", r.Changed, r.Err, r.Data)
 	}
 }

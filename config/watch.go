@@ -41,6 +41,11 @@ type WatchOptions struct {
 	Debounce time.Duration // 0 means DefaultDebounce
 	// OnReload, if set, is called from Run's goroutine after every attempt.
 	OnReload func(Reload)
+	// Refused: the file was refused at start and the configuration in
+	// force is the last good copy (LoadAtStart), so the file's next read
+	// is reported even if it did not change: putting the copy's content
+	// back says "unchanged from the one in force", and clears the refusal.
+	Refused bool
 }
 
 // Watcher keeps the configuration file's last good content in force: it
@@ -66,6 +71,9 @@ func NewWatcher(path string, initial *Config, data []byte, opts WatchOptions) *W
 		opts.Debounce = DefaultDebounce
 	}
 	w := &Watcher{path: path, opts: opts, lastData: data, lastSeen: data, requests: make(chan struct{}, 1)}
+	if opts.Refused {
+		w.lastSeen = nil
+	}
 	w.current.Store(initial)
 	return w
 }

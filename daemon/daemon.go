@@ -60,7 +60,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	life := newLifecycle(log, cfg)
 	if refused != nil {
-		life.reloaded(config.Reload{Config: cfg, Err: refused})
+		life.startedOnLastGood(cfg, refused)
 	}
 	// A good reload wakes both deciders; each has its own channel, as a
 	// signal taken by one would be lost to the other.
@@ -69,6 +69,7 @@ func Run(ctx context.Context, opts Options) error {
 	w := config.NewWatcher(opts.ConfigPath, cfg, data, config.WatchOptions{
 		Logger:   log,
 		Hostname: opts.Hostname,
+		Refused:  refused != nil,
 		OnReload: func(r config.Reload) {
 			life.reloaded(r)
 			if !r.Changed {

@@ -168,10 +168,21 @@ func (l *lifecycle) reloading() { l.warn("RELOADING", l.notify.Reloading()) }
 
 // reloaded reports the outcome of a reload attempt; a requested one is
 // always followed by READY=1, refused or not, so systemctl reload returns.
+// startedOnLastGood records a start on the last good copy of the config
+// because the file was refused: the status says so, as after a refused
+// reload, but no reload is counted.
+func (l *lifecycle) startedOnLastGood(c *config.Config, refused error) {
+	l.setConfig(c, refusedText(c, refused))
+}
+
+func refusedText(c *config.Config, err error) string {
+	return fmt.Sprintf("config edit refused, running digest %s: %s", c.Digest(), firstLine(err))
+}
+
 func (l *lifecycle) reloaded(r config.Reload) {
 	if r.Err != nil {
 		l.reloadsRefused.Add(1)
-		l.setConfig(r.Config, fmt.Sprintf("config edit refused, running digest %s: %s", r.Config.Digest(), firstLine(r.Err)))
+		l.setConfig(r.Config, refusedText(r.Config, r.Err))
 	} else {
 		l.reloadsOK.Add(1)
 		l.setConfig(r.Config, fmt.Sprintf("config ok (digest %s)", r.Config.Digest()))

@@ -99,3 +99,21 @@ func TestStatusFollowsChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestStartedOnLastGood: a start on the last good copy says in its first
+// status that the file was refused, and counts no reload.
+func TestStartedOnLastGood(t *testing.T) {
+	pools := &config.Config{Pools: []config.Pool{{Name: "lan"}}}
+	rec := &recorder{}
+	l := &lifecycle{notify: rec, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	l.setConfig(pools, "config ok (digest a)")
+	l.startedOnLastGood(pools, errors.New("/etc/l2lb/l2lbd.yaml:3:17: bad\nmore"))
+	l.decided(0, false)
+	want := []string{"READY config edit refused, running digest " + pools.Digest() + ": /etc/l2lb/l2lbd.yaml:3:17: bad; not the IPAM leader; answering for 0 IPs here"}
+	if got := rec.take(); !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	if n := l.reloadsRefused.Load(); n != 0 {
+		t.Errorf("refused reloads counted: %d, want 0", n)
+	}
+}
