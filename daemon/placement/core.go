@@ -690,6 +690,19 @@ func (c *Core) claimedByLivePeer(ip netip.Addr) bool {
 	return false
 }
 
+// takenOver reports whether a live peer that may answer for ip claims it:
+// the hand-over of ip is done. Not any live peer's claim: the node this
+// one took ip from may claim it still, ineligible (NotReady, excluded) or
+// a moment behind, and the offer would end before its target took it.
+func (c *Core) takenOver(ip netip.Addr, a *address) bool {
+	for name, p := range c.peers {
+		if p.live && p.claims[ip] && (name == c.handoverTo || c.eligible(name, ip, a)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Core) claimedByPeer(ip netip.Addr) bool {
 	for _, p := range c.peers {
 		if p.claims[ip] {
@@ -1178,6 +1191,13 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 		if _, recent := c.received[ip]; !ok || recent {
 			continue
 		}
+		// Only an address this node answered before this step, and that
+		// no peer claims any more: one it just took over is still in
+		// transit (its last owner may claim it yet), and passing it on at
+		// once would move it twice.
+		if _, before := c.owned[ip]; !before || c.claimedByLivePeer(ip) {
+			continue
+		}
 		addr := c.address(ip, a)
 		to := HandoverTarget(nodes, &addr, c.self, room)
 		if to == "" {
@@ -1212,14 +1232,14 @@ func (c *Core) endHandover(s *step) {
 	if !ip.IsValid() {
 		return
 	}
-	if c.claimedByLivePeer(ip) {
+	to := c.handoverTo
+	a := c.addrs[ip]
+	if a == nil { // its Service is gone
 		c.handover, c.handoverTo = netip.Addr{}, ""
 		s.touch(ip)
 		return
 	}
-	to := c.handoverTo
-	a := c.addrs[ip]
-	if a == nil { // its Service is gone
+	if c.takenOver(ip, a) {
 		c.handover, c.handoverTo = netip.Addr{}, ""
 		s.touch(ip)
 		return

@@ -284,6 +284,38 @@ func twelve() ([]ServiceUpdate, []string) {
 	return svcs, all
 }
 
+// excludedOwnerSetup starts a holding five of lan's addresses, b two and
+// c five that rendezvous gives to a once c is out (the lowest, so that a
+// rebalancing a would pick one of them first), all at or under the fair
+// share of ⌈1.1 · 12 / 3⌉ = 5; a has been fresh for a lease duration, long
+// enough to hand over to b.
+func (s *sim) excludedOwnerSetup() (mine, hers, others []string) {
+	var svcs []ServiceUpdate
+	for i := 200; i <= 231 && len(mine)+len(hers)+len(others) < 12; i++ {
+		ip := fmt.Sprintf("198.51.100.%d", i)
+		switch {
+		case len(hers) < 5:
+			if winner(ip, "a", "b") != "a" {
+				continue
+			}
+			hers = append(hers, ip)
+		case len(mine) < 5:
+			mine = append(mine, ip)
+		default:
+			others = append(others, ip)
+		}
+		svcs = append(svcs, svc("s"+ip, ip))
+	}
+	peers := []LeaseUpdate{lease("b", others...), lease("c", hers...)}
+	s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", mine...)}})
+	s.fresh(peers...)
+	s.run(timings.Lease, peers...)
+	if got := len(s.c.owned); got != len(mine) || s.plan.Publish.Handover.IsValid() {
+		s.t.Fatalf("setup: answering %d (want %d), offering %v", got, len(mine), s.plan.Publish.Handover)
+	}
+	return mine, hers, others
+}
+
 // twelveIPs are twelve's addresses.
 var twelveIPs = func() []string { _, all := twelve(); return all }()
 
@@ -1054,6 +1086,58 @@ func TestCoreTransitions(t *testing.T) {
 					t.Error("offered nothing while over its fair share")
 				}
 				return s.plan
+			},
+		},
+		{
+			// Found by the one-hour soak (session 7): node-1 took an
+			// address from a node just excluded and offered it on in the
+			// same step; the old owner's claim, still in its Lease, then
+			// ended the offer, node-1 answered again, and the target took
+			// it too (two MACs).
+			name:      "rebalance: an address just taken from an excluded owner is not offered while that owner still claims it",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				mine, hers, others := s.excludedOwnerSetup()
+				c := lease("c", hers...)
+				p := s.step(s.renewed(Observation{Nodes: []NodeUpdate{{Name: "c", Ready: true, Excluded: true}},
+					Leases: s.renewPeers([]LeaseUpdate{lease("b", others...), c})}))
+				for i := 0; ; i++ {
+					if h := p.Publish.Handover; h.IsValid() && slices.Contains(hers, h.String()) {
+						t.Fatalf("step %d: offered %s, which c still claims", i, h)
+					}
+					if i == 5 {
+						break
+					}
+					s.advance(timings.Renew / 2)
+					p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", others...), c})}))
+				}
+				if got := len(s.c.owned); got != len(mine)+len(hers) && !p.Publish.Handover.IsValid() {
+					t.Errorf("answering %d, offering nothing: want c's addresses taken and, over the fair share, one of its own offered", got)
+				}
+				return p
+			},
+		},
+		{
+			name:      "hand-over: an ineligible node claiming the offered address does not end the offer; the target's claim does",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered := s.offerFromFull()
+				target := s.plan.Publish.HandoverTo
+				other := map[string]string{"b": "c", "c": "b"}[target]
+				// other, excluded, still claims the offered address (its
+				// view lags): the offer stands, a answers it not.
+				s.advance(10 * time.Millisecond)
+				p := s.step(Observation{Nodes: []NodeUpdate{{Name: other, Ready: true, Excluded: true}},
+					Leases: s.renewPeers([]LeaseUpdate{lease(target), lease(other, offered.String())})})
+				if _, ok := s.c.owned[offered]; ok || p.Publish.Handover != offered {
+					t.Fatalf("after an ineligible claim: answering %s %v, offering %v; want the offer to stand", offered, ok, p.Publish.Handover)
+				}
+				s.advance(10 * time.Millisecond)
+				p = s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease(target, offered.String()), lease(other, offered.String())})})
+				if _, ok := s.c.owned[offered]; ok || p.Publish.Handover.IsValid() {
+					t.Errorf("after the target's claim: answering %s %v, offering %v; want the offer done", offered, ok, p.Publish.Handover)
+				}
+				return p
 			},
 		},
 		{
