@@ -233,7 +233,9 @@ func (c *cluster) runFor(d time.Duration) {
 			}
 			if (m.writeNow || !c.now.Before(m.nextRenew)) && c.reaches(m) {
 				c.seq++
-				r := time.Unix(0, 0).Add(time.Duration(c.seq) * time.Millisecond)
+				// renewTime is the writer's clock, as kube.Heartbeat
+				// writes it (the nanoseconds keep each one unique).
+				r := c.now.Add(time.Duration(c.seq))
 				pub := m.plan.Publish
 				if c.now.After(m.plan.AnswerUntil) { // as kube.Heartbeat writes it
 					pub.Claims, pub.Leader, pub.Handover, pub.HandoverTo = nil, false, netip.Addr{}, ""

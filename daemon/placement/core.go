@@ -604,13 +604,29 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 		c.peers[u.Node] = p
 	}
 	if !known || !p.renew.Equal(u.Renew) {
-		if known && s.now.Sub(p.seenAt) >= c.t.silent() {
+		seen := s.now
+		// A write can arrive long after it was sent: sent before its node
+		// was cut off and paused, held in a TCP retransmission, accepted
+		// when the cut ended. Its renewTime then advanced, by the writer's
+		// clock, far less than this node's clock did since the previous
+		// renewal. Beyond a lease duration of such delay it says nothing of
+		// now (the writer's claims have lapsed by its own clock): it counts
+		// from when it was written, and revives no expired node. Only
+		// differences of each clock are compared, never one with the other;
+		// a watch that lags does not delay one renewal by a lease duration
+		// while this node's own come back fresh.
+		if known && !p.renew.IsZero() && !u.Renew.IsZero() {
+			if late := s.now.Sub(p.seenAt) - u.Renew.Sub(p.renew); late > c.t.Lease {
+				seen = s.now.Add(-late)
+			}
+		}
+		if known && seen.Sub(p.seenAt) >= c.t.silent() {
 			// Back after a gap long enough for it to have lapsed
 			// (paused, restarted) though not yet expired here: it
 			// shows it stays before hand-overs go to it.
 			p.liveSince = s.now
 		}
-		p.renew, p.seenAt = u.Renew, s.now
+		p.renew, p.seenAt = u.Renew, seen
 	}
 	m := u.Member
 	if !known || !slices.Equal(p.member.Pools, m.Pools) {

@@ -1241,6 +1241,41 @@ func TestCoreTransitions(t *testing.T) {
 			want: twelveIPs,
 		},
 		{
+			// Found by the one-hour soak (session 7): a renewal sent just
+			// before its node was cut off and then paused sat in a TCP
+			// retransmission, was accepted when the cut ended, and revived
+			// the paused node and its old claim; its peers gave the address
+			// back to it and nobody answered for 3 s.
+			name: "a renewal written before its node expired, delivered late, does not revive it",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				written := s.now.Add(timings.Renew) // b's next renewal, sent before it went away
+				s.run(timings.Lease+timings.Renew, lease("c"))
+				if _, ok := s.c.owned[netip.MustParseAddr(z)]; !ok {
+					t.Fatalf("b expired, a did not take z over; answering %v", s.answering())
+				}
+				late := lease("b", z)
+				late.Renew = written
+				s.advance(10 * time.Millisecond)
+				return s.step(s.renewed(Observation{Leases: append(s.renewPeers([]LeaseUpdate{lease("c")}), late)}))
+			},
+			want: []string{z},
+		},
+		{
+			name: "a renewal of an expired peer written after it expired revives it",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				s.run(timings.Lease+timings.Renew, lease("c"))
+				s.advance(10 * time.Millisecond)
+				// b was cut off, kept answering z, and renews again: it
+				// claims z and rendezvous prefers it.
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c"), lease("b", z)})}))
+			},
+			want: []string{},
+		},
+		{
 			// Found in the demo: the reason named a node killed earlier,
 			// whose expired Lease still claimed the address.
 			name: "reason: a takeover after a graceful stop names the node that stopped",
