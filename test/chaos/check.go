@@ -156,9 +156,6 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			// a taker that turns fresh inside the window starts the
 			// takeover over.
 			for _, e := range takers {
-				if c.answering(log, c.facts.macs[e.node], gs[i].from) {
-					continue // the owner itself: it answers again at once
-				}
 				if !e.at.Before(gs[i].from) && e.at.Before(gs[i].to) && e.at.Add(c.t.takeover()).After(gs[i].to) {
 					gs[i].to = e.at.Add(c.t.takeover())
 					gs[i].why += fmt.Sprintf(", and %s, which would take it over, %s", c.facts.nodes[e.node], e.what)
@@ -179,12 +176,12 @@ type takerEvent struct {
 }
 
 // takerEvents lists what restarts a takeover of ip: the node rendezvous
-// hashing prefers among the eligible ones (the others defer to it) turned
-// fresh, after a restart, a pause or a cut (it gives every peer a lease
-// duration by its own clock from then: a dead owner's Lease too, if it had
-// not watched it lapse), or became ineligible before it took the address
-// (its peers wait a lease duration to see it gone). Not the owner's own:
-// that one answered.
+// hashing prefers among the eligible ones (the others defer to it) became
+// ineligible before it took the address (its peers wait a lease duration
+// to see it gone; not the owner's own fault, which opened the window), or
+// turned fresh after a fault injected into it or the API server: from then
+// it gives every peer a lease duration by its own clock, the claims of a
+// dead one too (a restarted owner restores no claim a peer still holds).
 func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 	var out []takerEvent
 	for n := range c.facts.nodes {
@@ -203,8 +200,7 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 		}
 	}
 	for _, l := range c.logs {
-		if l.msg != placement.FreshLog || c.answering(log, c.facts.macs[l.node], l.at) ||
-			c.preferred(ip, c.elig.at(ip, l.at)) != l.node {
+		if l.msg != placement.FreshLog || c.preferred(ip, c.elig.at(ip, l.at)) != l.node {
 			continue
 		}
 		if what := c.returnedFrom(l.node, l.at); what != "" {

@@ -30,9 +30,9 @@
 // intervals and the resolution: timings.handover). Inside a window, the
 // node rendezvous hashing prefers to take the address over failing starts
 // the window over (its peers wait for its Lease too), and so does that node
-// turning fresh after a restart, a pause or a cut (it gives the dead
-// owner's Lease a lease duration by its own clock, and its peers defer to
-// it meanwhile).
+// (the owner itself included) turning fresh after a restart, a pause or a
+// cut (it gives a dead peer's Lease and claims a lease duration by its own
+// clock, and its peers defer to it meanwhile).
 // Everything else (another node's fault, an API outage alone, a config
 // edit, good or garbage, a Service changed elsewhere) must leave the
 // address answered, to within the resolution (timings.go).
