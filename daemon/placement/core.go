@@ -305,7 +305,8 @@ type Core struct {
 
 type peer struct {
 	renew     time.Time // renewTime as last seen
-	seenAt    time.Time // when this node saw it change
+	seenAt    time.Time // when this node saw it change (from when a late write was written)
+	arrived   time.Time // when this node last saw it change, never backdated
 	live      bool
 	liveSince time.Time // when live last turned true
 	member    Member
@@ -616,7 +617,10 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 		// a watch that lags does not delay one renewal by a lease duration
 		// while this node's own come back fresh.
 		if known && !p.renew.IsZero() && !u.Renew.IsZero() {
-			if late := s.now.Sub(p.seenAt) - u.Renew.Sub(p.renew); late > c.t.Lease {
+			// From the previous renewal's arrival, not its backdated
+			// seenAt: a writer's clock stepped back once must not keep it
+			// expired for good.
+			if late := s.now.Sub(p.arrived) - u.Renew.Sub(p.renew); late > c.t.Lease && u.Renew.After(p.renew) {
 				seen = s.now.Add(-late)
 			}
 		}
@@ -626,7 +630,7 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 			// shows it stays before hand-overs go to it.
 			p.liveSince = s.now
 		}
-		p.renew, p.seenAt = u.Renew, seen
+		p.renew, p.seenAt, p.arrived = u.Renew, seen, s.now
 	}
 	m := u.Member
 	if !known || !slices.Equal(p.member.Pools, m.Pools) {

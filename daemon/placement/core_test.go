@@ -1263,6 +1263,26 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{z},
 		},
 		{
+			// Found in review: with the delay measured from a backdated
+			// seenAt, one step back of b's clock kept b expired for good.
+			name: "a peer whose clock steps back by more than a lease duration stays live",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				for i := range 10 {
+					s.advance(timings.Renew)
+					b := lease("b", z)
+					b.Renew = s.now.Add(-5 * time.Second) // stepped back 5 s before this renewal
+					if i == 0 {
+						b.Renew = s.now
+					}
+					s.step(s.renewed(Observation{Leases: append(s.renewPeers([]LeaseUpdate{lease("c")}), b)}))
+				}
+				return s.plan
+			},
+			want: []string{},
+		},
+		{
 			name: "a renewal of an expired peer written after it expired revives it",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})

@@ -156,6 +156,9 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 			// a taker that turns fresh inside the window starts the
 			// takeover over.
 			for _, e := range takers {
+				if !e.lapsed && c.answering(log, c.facts.macs[e.node], gs[i].from) {
+					continue // the owner, back before its claims lapsed: it answers at once
+				}
 				if !e.at.Before(gs[i].from) && e.at.Before(gs[i].to) && e.at.Add(c.t.takeover()).After(gs[i].to) {
 					gs[i].to = e.at.Add(c.t.takeover())
 					gs[i].why += fmt.Sprintf(", and %s, which would take it over, %s", c.facts.nodes[e.node], e.what)
@@ -173,6 +176,10 @@ type takerEvent struct {
 	node int
 	at   time.Time
 	what string
+	// lapsed: the node came back from a restart, or from a pause or a cut
+	// long enough for its claims to lapse; only then does its fresh view
+	// restart the window of an address it answered itself.
+	lapsed bool
 }
 
 // takerEvents lists what restarts a takeover of ip: the node rendezvous
@@ -194,7 +201,7 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 					continue
 				}
 				if before := iv.from.Add(-time.Millisecond); c.preferred(ip, c.elig.at(ip, before)) == n {
-					out = append(out, takerEvent{n, iv.from, "became ineligible (" + k.cond.String() + ")"})
+					out = append(out, takerEvent{n, iv.from, "became ineligible (" + k.cond.String() + ")", false})
 				}
 			}
 		}
@@ -203,8 +210,8 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 		if l.msg != placement.FreshLog || c.preferred(ip, c.elig.at(ip, l.at)) != l.node {
 			continue
 		}
-		if what := c.returnedFrom(l.node, l.at); what != "" {
-			out = append(out, takerEvent{l.node, l.at, "turned fresh after " + what})
+		if what, lapsed := c.returnedFrom(l.node, l.at); what != "" {
+			out = append(out, takerEvent{l.node, l.at, "turned fresh after " + what, lapsed})
 		}
 	}
 	return out
@@ -213,16 +220,18 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 // returnedFrom names the fault that node n came back from shortly before
 // its view turned fresh at t (a restart, a pause, a cut from the API or the
 // API server's outage); "" if none did: a view that turns fresh with no
-// fault injected excuses nothing.
-func (c *checker) returnedFrom(n int, t time.Time) string {
+// fault injected excuses nothing. lapsed: a restart, or a pause or a cut
+// that outlasted the node's claims (leaseDuration - renewInterval).
+func (c *checker) returnedFrom(n int, t time.Time) (what string, lapsed bool) {
 	for _, k := range []condKey{{n, procDown}, {n, procStopped}, {n, cutOff}, {-1, apiDown}} {
 		for _, iv := range c.facts.conds[k] {
 			if !iv.to.IsZero() && !iv.to.After(t) && t.Sub(iv.to) <= c.t.afterAPI() {
-				return k.cond.String()
+				long := k.cond != apiDown && iv.to.Sub(iv.from) >= c.t.lease-c.t.renew
+				return k.cond.String(), k.cond == procDown || long
 			}
 		}
 	}
-	return ""
+	return "", false
 }
 
 // preferred is the node of the set that rendezvous hashing prefers for ip,

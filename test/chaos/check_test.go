@@ -36,8 +36,8 @@ func TestChecker(t *testing.T) {
 		answers   []answers
 		announced []announcement
 		fresh     []cond // a node's view turned fresh at from (c and to unused)
-		wantGaps  int // violations of invariant 2
-		wantTwice int // violations of invariant 1
+		wantGaps  int    // violations of invariant 2
+		wantTwice int    // violations of invariant 1
 	}{
 		{name: "unanswered without any fault",
 			answers:  []answers{{"m0", 0, 1}, {"m0", 2, 40}},
@@ -94,6 +94,22 @@ func TestChecker(t *testing.T) {
 		// a peer still claims, and the paused node it had taken the
 		// address from still claimed it, with a lease duration to go by
 		// the restarted node's clock; its peers deferred to it.
+		// Found in review: an owner back before its claims lapsed answers
+		// at once; its fresh view excuses nothing.
+		{name: "the owner paused 1 s (its claims did not lapse) turning fresh excuses nothing",
+			conds:    []cond{{1, procStopped, 10, 11}},
+			fresh:    []cond{{node: 1, from: 11.3}},
+			answers:  []answers{{"m1", 0, 10}, {"m1", 15, 40}},
+			wantGaps: 1},
+		{name: "the owner cut off 1 s turning fresh excuses nothing",
+			conds:    []cond{{1, cutOff, 10, 11}, {1, procStopped, 10, 10.1}},
+			fresh:    []cond{{node: 1, from: 11.3}},
+			answers:  []answers{{"m1", 0, 10}, {"m1", 15, 40}},
+			wantGaps: 1},
+		{name: "the owner paused past its claims turning fresh: its clock starts over",
+			conds:   []cond{{1, procStopped, 10, 12.5}},
+			fresh:   []cond{{node: 1, from: 12.8}},
+			answers: []answers{{"m1", 0, 10}, {"m1", 16.5, 40}}},
 		{name: "the owner restarted turns fresh inside its window: its clock starts over",
 			conds:   []cond{{1, procDown, 10, 10.5}},
 			fresh:   []cond{{node: 1, from: 11}},
