@@ -164,6 +164,14 @@ func (s *sim) offerFromFull() netip.Addr {
 	return offered
 }
 
+// offerFromFullTo is offerFromFull that also returns the offer's target
+// and the other peer.
+func (s *sim) offerFromFullTo() (offered netip.Addr, target, other string) {
+	offered = s.offerFromFull()
+	target = s.plan.Publish.HandoverTo
+	return offered, target, map[string]string{"b": "c", "c": "b"}[target]
+}
+
 // renewPeers stamps each peer Lease with a new renewTime (and, with
 // takeOffers, adds what the peer took).
 func (s *sim) renewPeers(peers []LeaseUpdate) []LeaseUpdate {
@@ -1121,9 +1129,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: an ineligible node claiming the offered address does not end the offer; the target's claim does",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered := s.offerFromFull()
-				target := s.plan.Publish.HandoverTo
-				other := map[string]string{"b": "c", "c": "b"}[target]
+				offered, target, other := s.offerFromFullTo()
 				// other, excluded, still claims the offered address (its
 				// view lags): the offer stands, a answers it not.
 				s.advance(10 * time.Millisecond)
@@ -1172,9 +1178,7 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over: the target stops renewing (killed) before taking it; the address is answered again within two renew intervals",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered := s.offerFromFull()
-				target := s.plan.Publish.HandoverTo
-				other := map[string]string{"b": "c", "c": "b"}[target]
+				offered, target, other := s.offerFromFullTo()
 				var p Plan
 				for elapsed := time.Duration(0); elapsed < timings.silent(); {
 					if _, ok := s.c.owned[offered]; ok {
