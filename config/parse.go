@@ -65,6 +65,21 @@ func Problems(err error) []*Problem {
 	return out
 }
 
+// LogProblems logs each problem of err as "config problem", or err itself
+// when it holds none (the file is missing or unreadable), and returns how
+// many lines it logged.
+func LogProblems(log *slog.Logger, err error) int {
+	problems := Problems(err)
+	for _, p := range problems {
+		log.Error("config problem", "problem", p.Error())
+	}
+	if len(problems) == 0 {
+		log.Error("config problem", "problem", err.Error())
+		return 1
+	}
+	return len(problems)
+}
+
 // Load reads and parses the file at path. hostname is NodeName's default.
 func Load(path, hostname string) (*Config, []byte, error) {
 	f, err := os.Open(path)

@@ -151,14 +151,8 @@ func (w *Watcher) reload(requested bool) {
 	switch {
 	case err != nil:
 		r.Err = err
-		problems := Problems(err)
-		for _, p := range problems {
-			log.Error("config problem", "problem", p.Error())
-		}
-		if len(problems) == 0 {
-			log.Error("config reload failed", "err", err)
-		}
-		log.Error("config reload refused; keeping the last good config", "path", w.path, "problems", max(len(problems), 1), "digest", prev.Digest())
+		n := LogProblems(log, err)
+		log.Error("config reload refused; keeping the last good config", "path", w.path, "problems", n, "digest", prev.Digest())
 	case bytes.Equal(data, w.lastData):
 		log.Info("config unchanged from the one in force", "path", w.path, "digest", prev.Digest())
 	default:

@@ -43,14 +43,14 @@ func Run(ctx context.Context, opts Options) error {
 
 	cfg, data, refused, err := config.LoadAtStart(opts.ConfigPath, opts.StateDir, opts.Hostname)
 	if err != nil {
-		logProblems(log, err)
+		config.LogProblems(log, err)
 		return fmt.Errorf("cannot start without a valid config: %w", err)
 	}
 	level.Set(cfg.Log.Level)
 	log.Info("l2lbd starting", "version", opts.Version, "config", opts.ConfigPath, "digest", cfg.Digest(),
 		"node", cfg.NodeName, "pools", len(cfg.Pools), "class", cfg.LoadBalancerClass)
 	if refused != nil {
-		logProblems(log, refused)
+		config.LogProblems(log, refused)
 		log.Error("config refused at start; running the last good config", "path", opts.ConfigPath,
 			"last_good", config.LastGoodPath(opts.StateDir), "digest", cfg.Digest())
 	} else {
@@ -221,16 +221,6 @@ func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
 	if old.NodeName != cur.NodeName || old.Kubeconfig != cur.Kubeconfig || old.Kubernetes != cur.Kubernetes ||
 		old.Coordination != cur.Coordination || old.Announce != cur.Announce || old.Metrics != cur.Metrics {
 		log.Warn("nodeName, kubeconfig, kubernetes, coordination, announce and metrics take effect after a restart (systemctl restart l2lbd)")
-	}
-}
-
-func logProblems(log *slog.Logger, err error) {
-	problems := config.Problems(err)
-	for _, p := range problems {
-		log.Error("config problem", "problem", p.Error())
-	}
-	if len(problems) == 0 { // not the content: the file is missing or unreadable
-		log.Error("config problem", "problem", err.Error())
 	}
 }
 

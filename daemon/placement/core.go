@@ -616,13 +616,12 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 		// differences of each clock are compared, never one with the other;
 		// a watch that lags does not delay one renewal by a lease duration
 		// while this node's own come back fresh.
-		if known && !p.renew.IsZero() && !u.Renew.IsZero() {
-			// From the previous renewal's arrival, not its backdated
-			// seenAt: a writer's clock stepped back once must not keep it
-			// expired for good.
-			if late := s.now.Sub(p.arrived) - u.Renew.Sub(p.renew); late > c.t.Lease && u.Renew.After(p.renew) {
-				seen = s.now.Add(-late)
-			}
+		// From the previous renewal's arrival, not its backdated seenAt,
+		// and only forward: a writer's clock stepped back once must not
+		// keep it expired for good.
+		late := s.now.Sub(p.arrived) - u.Renew.Sub(p.renew)
+		if !p.renew.IsZero() && u.Renew.After(p.renew) && late > c.t.Lease {
+			seen = s.now.Add(-late)
 		}
 		if known && seen.Sub(p.seenAt) >= c.t.silent() {
 			// Back after a gap long enough for it to have lapsed

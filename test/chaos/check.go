@@ -221,12 +221,12 @@ func (c *checker) takerEvents(ip netip.Addr, log lab.ProbeLog) []takerEvent {
 // its view turned fresh at t (a restart, a pause, a cut from the API or the
 // API server's outage); "" if none did: a view that turns fresh with no
 // fault injected excuses nothing. lapsed: a restart, or a pause or a cut
-// that outlasted the node's claims (leaseDuration - renewInterval).
+// that outlasted the node's claims (timings.claims).
 func (c *checker) returnedFrom(n int, t time.Time) (what string, lapsed bool) {
 	for _, k := range []condKey{{n, procDown}, {n, procStopped}, {n, cutOff}, {-1, apiDown}} {
 		for _, iv := range c.facts.conds[k] {
 			if !iv.to.IsZero() && !iv.to.After(t) && t.Sub(iv.to) <= c.t.afterAPI() {
-				long := k.cond != apiDown && iv.to.Sub(iv.from) >= c.t.lease-c.t.renew
+				long := k.cond != apiDown && iv.to.Sub(iv.from) >= c.t.claims()
 				return k.cond.String(), k.cond == procDown || long
 			}
 		}

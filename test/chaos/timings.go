@@ -38,6 +38,11 @@ var defaultTimings = func() timings {
 // a second for the watch to deliver and the decision to be applied.
 func (t timings) takeover() time.Duration { return t.lease + time.Second }
 
+// claims is how long a daemon's decisions hold without a renewal
+// (placement's window): a pause or a cut longer than this lapses its
+// claims, and it places its addresses anew once its view is fresh.
+func (t timings) claims() time.Duration { return t.lease - t.renew }
+
 // afterAPI bounds how long a takeover that needs the API waits once the API
 // server is back: the daemons' own renewals must succeed and come back
 // (a renew interval, and informers that lag are replaced after a lease
