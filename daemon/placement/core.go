@@ -276,8 +276,10 @@ type Core struct {
 	// this time has come back.
 	lapsedAt time.Time
 	// writeLapsed: during this freeze its Lease went unrenewed for a lease
-	// duration, so peers may have expired it and taken over.
+	// duration, so peers may have expired it and taken over. awaySince is
+	// the sent time of its last renewal before that gap.
 	writeLapsed bool
+	awaySince   time.Time
 	settleUntil time.Time
 	settling    bool
 	refreshed   time.Time // when the informers were last replaced
@@ -312,6 +314,15 @@ type peer struct {
 	member    Member
 	pools     map[string]bool
 	claims    map[netip.Addr]bool
+}
+
+func (p *peer) claimsAny(ips map[netip.Addr]string) bool {
+	for ip := range ips {
+		if p.claims[ip] {
+			return true
+		}
+	}
+	return false
 }
 
 type nodeFacts struct{ ready, excluded bool }
@@ -722,6 +733,18 @@ func (c *Core) takenOver(ip netip.Addr, a *address) bool {
 	return false
 }
 
+// claimedSince reports whether a peer whose latest renewal was written
+// after since (as far as this node can tell: a late write counts from when
+// it was written) claims ip.
+func (c *Core) claimedSince(ip netip.Addr, since time.Time) bool {
+	for _, p := range c.peers {
+		if p.claims[ip] && p.seenAt.After(since) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Core) claimedByPeer(ip netip.Addr) bool {
 	for _, p := range c.peers {
 		if p.claims[ip] {
@@ -795,8 +818,8 @@ func (c *Core) expirePeers(s *step) {
 // takes nothing over.
 func (c *Core) checkHealth(s *step, synced bool) {
 	now := s.now
-	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease {
-		c.writeLapsed = true
+	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease && !c.writeLapsed {
+		c.writeLapsed, c.awaySince = true, c.lastWrite
 	}
 	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > 2*c.t.Renew {
 		c.lostAt = now // no renewal written lately: out of reach (or paused)
@@ -805,28 +828,36 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
 	case healthy && c.frozen:
-		// Peers were unobservable too; give each that was live when the
-		// view was last fresh a full lease duration to show it still is.
-		// (Not "live when the freeze began": the freeze is noticed a
-		// window after the outage began, when peers that renewed until
-		// the outage may already look expired.)
-		for _, p := range c.peers {
-			if c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze) {
-				if !p.live {
-					p.liveSince = now
-				}
-				p.seenAt, p.live = now, true
-			}
-		}
 		if c.writeLapsed {
 			// Peers may have expired this node and taken its addresses:
-			// where one claims an address too, it keeps it.
+			// where one that renewed since this node's last write claims
+			// an address too, it keeps it. Not an older claim: the node
+			// this one took the address from may claim it still, dead or
+			// paused, and nobody would answer.
 			for ip := range s.owned(c) {
-				if c.claimedByPeer(ip) {
+				if c.claimedSince(ip, c.awaySince) {
 					s.disown(c, ip)
 					s.touch(ip)
 					s.note(slog.LevelInfo, "leaving an address to the peer that took it over while this node was away", "ip", ip)
 				}
+			}
+		}
+		// Peers were unobservable too; give each that was live when the
+		// view was last fresh a full lease duration to show it still is.
+		// (Not "live when the freeze began": the freeze is noticed a
+		// window after the outage began, when peers that renewed until
+		// the outage may already look expired.) Not a peer expired here
+		// that this node took an address from: alive, its next renewal
+		// shows it; dead, its revived claim would win the address back
+		// and nobody would answer.
+		owned := s.owned(c)
+		for _, p := range c.peers {
+			tookFrom := !p.live && p.claimsAny(owned)
+			if (c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze)) && !tookFrom {
+				if !p.live {
+					p.liveSince = now
+				}
+				p.seenAt, p.live = now, true
 			}
 		}
 		s.note(slog.LevelInfo, FreshLog)
@@ -841,7 +872,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")
 		}
 		clear(c.yielded)
-		c.frozen, c.writeLapsed = false, false
+		c.frozen, c.writeLapsed, c.awaySince = false, false, time.Time{}
 		c.lapsedAt = time.Time{}
 		c.settleUntil = now.Add(c.t.Renew)
 		s.full = true

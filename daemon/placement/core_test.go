@@ -956,6 +956,49 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{},
 		},
 		{
+			// Found by the one-hour soak (seed 10030416139848346112): a node
+			// took an address from a peer cut off, then the API server went
+			// down for 12 s; back, it left the address to the cut-off peer's
+			// old claim, and nobody answered.
+			name: "write lapsed during a freeze: a dead peer's claim from before the lapse does not take the address",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				s.run(4*time.Second, lease("c")) // b dies; a takes z
+				if !slices.Contains(s.answering(), z) {
+					t.Fatalf("did not take %s from the dead b", z)
+				}
+				s.cutOff(5 * time.Second)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+			},
+			want: []string{z},
+		},
+		{
+			// The same soak, another node's view: b stopped renewing while
+			// this node's view still looked fresh, so the thaw revived b,
+			// and its old claim won the address back for a lease duration.
+			name: "thawing: a peer that expired in the last fresh window and was taken over from is not revived",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+				s.fresh(lease("b", z), lease("c"))
+				s.run(timings.Lease-timings.Renew, lease("c"))
+				// b expires; this node's renewals stop coming back from
+				// here on (the API server goes down).
+				s.advance(timings.Renew)
+				s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})})
+				if !slices.Contains(s.answering(), z) {
+					t.Fatalf("did not take %s from the dead b", z)
+				}
+				s.cutOff(5 * time.Second)
+				p := s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				if s.c.peers["b"].live {
+					t.Error("b revived at the thaw")
+				}
+				return p
+			},
+			want: []string{z},
+		},
+		{
 			name: "lone node: no peer can take over, so a stop keeps the Lease",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", xa)}})
