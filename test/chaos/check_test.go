@@ -216,3 +216,43 @@ func TestChecker(t *testing.T) {
 		})
 	}
 }
+
+func TestConflictLines(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	ip := netip.MustParseAddr("2001:db8:100::200")
+	report := func(node int, s float64, mac string) logLine {
+		return logLine{at: at(s), node: node, msg: placement.ConflictLog, ip: ip, text: "mac=" + mac}
+	}
+	cases := []struct {
+		name    string
+		logs    []logLine
+		stopped map[int][]interval
+		want    int
+	}{
+		{name: "once a minute", logs: []logLine{report(0, 0, "m"), report(0, 60, "m")}},
+		{name: "twice within a minute", logs: []logLine{report(0, 0, "m"), report(0, 30, "m")}, want: 1},
+		{name: "another MAC, another node", logs: []logLine{report(0, 0, "m"), report(0, 1, "n"), report(1, 2, "m")}},
+		{name: "a new process forgets",
+			logs: []logLine{report(0, 0, "m"), {at: at(10), node: 0, msg: "l2lbd starting"}, report(0, 20, "m")}},
+		// Found by the one-hour soak (seed 10030416139848346112): logged
+		// 7 ms after a SIGCONT by a step that read its clock before the
+		// SIGSTOP, 2.8 s earlier; the next report came 57 s after the line.
+		{name: "logged just after a resume: the minute counts from the pause",
+			logs:    []logLine{report(0, 2.831, "m"), report(0, 60.1, "m")},
+			stopped: map[int][]interval{0: {{at(0), at(2.824)}}}},
+		{name: "logged well after a resume: the minute counts from the line",
+			logs:    []logLine{report(0, 5, "m"), report(0, 60.1, "m")},
+			stopped: map[int][]interval{0: {{at(0), at(2.824)}}}, want: 1},
+		{name: "another node's pause excuses nothing",
+			logs:    []logLine{report(0, 2.831, "m"), report(0, 60.1, "m")},
+			stopped: map[int][]interval{1: {{at(0), at(2.824)}}}, want: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := checkConflictLines(tc.logs, []string{"node-0", "node-1"}, tc.stopped); len(got) != tc.want {
+				t.Errorf("%d violations, want %d: %v", len(got), tc.want, got)
+			}
+		})
+	}
+}

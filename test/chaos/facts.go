@@ -98,6 +98,19 @@ func (f *facts) apiOutages(end time.Time) []span {
 	return f.spans(condKey{-1, apiDown}, end)
 }
 
+// stopped returns each node's SIGSTOP intervals.
+func (f *facts) stopped() map[int][]interval {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[int][]interval{}
+	for k, ivs := range f.conds {
+		if k.cond == procStopped {
+			out[k.node] = slices.Clone(ivs)
+		}
+	}
+	return out
+}
+
 // spans returns the intervals of a condition, open ones ending at end. The
 // caller holds f.mu.
 func (f *facts) spans(k condKey, end time.Time) []span {

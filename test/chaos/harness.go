@@ -125,7 +125,7 @@ func run(t *testing.T, o options) {
 		addrs: h.prober.Addrs(), logOf: h.prober.Log, start: start, end: end}
 	c.checkAll()
 	h.violations = append(h.violations, c.violations...)
-	h.violations = append(h.violations, checkConflictLines(logs, names)...)
+	h.violations = append(h.violations, checkConflictLines(logs, names, h.facts.stopped())...)
 	h.checkHostile(hostile, hostileErr, faultsEnd)
 	if convergeErr != nil {
 		h.report(violation{invariant: "4: convergence", at: faultsEnd.Add(tm.converge()), what: convergeErr.Error()})

@@ -75,11 +75,22 @@ func ctxErr(err error) bool {
 
 // checkConflictLines finds a conflict logged more than once a quiet period
 // by one daemon process: a forged claim is reported once, not per frame.
-func checkConflictLines(logs []logLine, nodes []string) []violation {
+// stopped holds each node's SIGSTOP intervals: a line logged just after
+// one may come from a step that read its clock before it, and the quiet
+// period counts from there.
+func checkConflictLines(logs []logLine, nodes []string, stopped map[int][]interval) []violation {
 	type key struct {
 		node int
 		ip   netip.Addr
 		mac  string
+	}
+	decided := func(l logLine) time.Time {
+		for _, iv := range stopped[l.node] {
+			if !iv.to.IsZero() && !l.at.Before(iv.to) && l.at.Sub(iv.to) < resumeSlack {
+				return iv.from
+			}
+		}
+		return l.at
 	}
 	last := map[key]time.Time{}
 	var out []violation
@@ -103,7 +114,11 @@ func checkConflictLines(logs []logLine, nodes []string) []violation {
 				what: fmt.Sprintf("%s reported the conflict of %s with %s twice within %v", nodes[l.node], l.ip, k.mac, l.at.Sub(prev).Round(time.Millisecond))})
 			continue
 		}
-		last[k] = l.at
+		last[k] = decided(l)
 	}
 	return out
 }
+
+// resumeSlack bounds how long after a SIGCONT a line may come from a step
+// begun before the SIGSTOP.
+const resumeSlack = 500 * time.Millisecond
