@@ -27,13 +27,24 @@ import (
 // excludeLabel keeps a node from answering for any LoadBalancer address.
 const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 
-// stepGap is the least time between two decisions. A step costs time in
-// proportion to the addresses the node owns (the desired set for netio, the
-// claims to publish); during a burst of changes (thousands of Services
-// allocated after a cold start) a step per change would cost that for each,
-// while a step at most every stepGap takes what arrived meanwhile together.
-// A single change after a quiet moment is decided at once.
-const stepGap = 10 * time.Millisecond
+// A step costs time in proportion to the addresses the node owns (the
+// desired set for netio, the claims to publish). During a burst of changes
+// (thousands of Services allocated after a cold start) a step per change
+// would cost that for each; a step at most every gap takes what arrived
+// meanwhile together. The gap is stepShare times the last step's cost,
+// between minStepGap and maxStepGap: a burst spends at most about a tenth
+// of a core on decisions, while a single change after a quiet moment is
+// decided at once, and one during a burst waits at most maxStepGap.
+const (
+	minStepGap = 10 * time.Millisecond
+	maxStepGap = 100 * time.Millisecond
+	stepShare  = 10
+)
+
+// stepGap is the least time before the next step after one that cost cost.
+func stepGap(cost time.Duration) time.Duration {
+	return min(maxStepGap, max(minStepGap, stepShare*cost))
+}
 
 // Event reasons on Services.
 const (
@@ -243,6 +254,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var last time.Time
+	gap := minStepGap
 	for {
 		select {
 		case <-ctx.Done():
@@ -252,7 +264,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		case <-p.wake:
 		case <-timer.C:
 		}
-		if wait := time.Until(last.Add(stepGap)); wait > 0 {
+		if wait := time.Until(last.Add(gap)); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -265,6 +277,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		plan := p.core.Step(o)
 		p.stats.duration.Observe(time.Since(began).Seconds())
 		p.apply(plan)
+		gap = stepGap(time.Since(last))
 		timer.Reset(plan.Wake)
 	}
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/l2lb/l2lb/daemon/placement"
 )
@@ -83,5 +84,21 @@ func TestPlaceStatsCount(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestStepGap(t *testing.T) {
+	for _, tc := range []struct {
+		cost, want time.Duration
+	}{
+		{0, minStepGap},                      // quiet: a change is decided at once
+		{500 * time.Microsecond, minStepGap}, // a cheap step keeps the floor
+		{3 * time.Millisecond, 30 * time.Millisecond},
+		{10 * time.Millisecond, maxStepGap}, // a cold start's steps: at most a tenth of a core
+		{time.Second, maxStepGap},           // never more than maxStepGap
+	} {
+		if got := stepGap(tc.cost); got != tc.want {
+			t.Errorf("stepGap(%v) = %v, want %v", tc.cost, got, tc.want)
+		}
 	}
 }
