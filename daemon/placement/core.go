@@ -126,7 +126,8 @@ type Observation struct {
 // Plan is what the daemon does after a step.
 type Plan struct {
 	// Desired is the new set this node answers for (address -> interface),
-	// when DesiredChanged.
+	// when DesiredChanged. Shared with the core, which replaces its set
+	// and never changes it: read only.
 	Desired        map[netip.Addr]string
 	DesiredChanged bool
 	// AnswerUntil: netio answers nothing after it unless a later step
@@ -1400,7 +1401,7 @@ func (c *Core) finish(s *step, stale bool) {
 		for ip := range c.owned {
 			c.claims[ip] = true
 		}
-		s.plan.Desired, s.plan.DesiredChanged = maps.Clone(c.owned), true
+		s.plan.Desired, s.plan.DesiredChanged = c.owned, true
 	} else if !c.started {
 		s.plan.Desired, s.plan.DesiredChanged = map[netip.Addr]string{}, true
 	}
