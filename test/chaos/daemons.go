@@ -53,6 +53,7 @@ type daemon struct {
 	node   *lab.Node
 	config string // path of its config file
 	log    string // path of its log, appended to by every process
+	state  string // its --state-dir
 
 	mu       sync.Mutex
 	proc     *lab.Proc
@@ -60,11 +61,11 @@ type daemon struct {
 	expected bool          // the harness signalled the process to end
 	cpuDone  time.Duration // of the processes that ended
 	exits    []string      // unexpected exits
-	logged   int64         // the log's size when the current process started
 }
 
 func newDaemon(i int, n *lab.Node, dir string) *daemon {
-	return &daemon{index: i, node: n, config: filepath.Join(dir, n.Name+".yaml"), log: filepath.Join(dir, n.Name+".log")}
+	return &daemon{index: i, node: n, config: filepath.Join(dir, n.Name+".yaml"), log: filepath.Join(dir, n.Name+".log"),
+		state: filepath.Join(dir, n.Name+".state")}
 }
 
 // writeConfig writes the node's configuration: identity, the pools and
@@ -100,29 +101,13 @@ func writeFileAtomic(path, content string) error {
 func (d *daemon) start(t testing.TB, l2lbd string) {
 	t.Helper()
 	// exec: the process the harness signals is l2lbd itself.
-	var logged int64
-	if fi, err := os.Stat(d.log); err == nil {
-		logged = fi.Size()
-	}
-	p := d.node.Start(t, "sh", "-c", `exec "$0" "$@" >>'`+d.log+`' 2>&1`, l2lbd, "run", "--config", d.config)
+	// A state directory, as the unit's StateDirectory=: a restart while the
+	// config is garbage runs on the last good copy.
+	p := d.node.Start(t, "sh", "-c", `exec "$0" "$@" >>'`+d.log+`' 2>&1`, l2lbd, "run", "--config", d.config, "--state-dir", d.state)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.proc, d.expected, d.logged = p, false, logged
+	d.proc, d.expected = p, false
 	d.starts = append(d.starts, time.Now())
-}
-
-// waitStarted waits, bounded, until the current process has read its
-// config: its log says it is starting, or it exited.
-func (d *daemon) waitStarted(timeout time.Duration) {
-	d.mu.Lock()
-	p, from := d.proc, d.logged
-	d.mu.Unlock()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline) && !p.Exited(); time.Sleep(10 * time.Millisecond) {
-		if data, err := os.ReadFile(d.log); err == nil && int64(len(data)) > from &&
-			strings.Contains(string(data[from:]), `msg="l2lbd starting"`) {
-			return
-		}
-	}
 }
 
 // signal sends sig to the current process; ending signals are expected

@@ -5,8 +5,9 @@
 // terminated and restarted, paused and continued; a service NIC losing
 // carrier or set down while the API stays reachable over a management NIC;
 // a node cut off from the API; the API server stopped; Nodes made NotReady
-// or excluded; config edits, valid and garbage; Services created, deleted
-// and changed, Local endpoints moved). A client on the segment asks for
+// or excluded; config edits, valid and garbage, a restart among them
+// running on the last good copy from its --state-dir; Services created,
+// deleted and changed, Local endpoints moved). A client on the segment asks for
 // every Service address every probe period, with ARP and NDP, and records
 // which MAC answers when, timestamped by the kernel at its interface.
 //

@@ -173,10 +173,6 @@ func (h *harness) undo(f fault) {
 		}
 		d.start(h.t, h.l2lbd)
 		h.facts.end(d.index, procDown)
-		// The next step may follow at once when the harness is late: it
-		// must not write garbage into a config the new process has not
-		// read yet (the schedule keeps the two apart).
-		d.waitStarted(5 * time.Second)
 		h.facts.logEvent(d.index, "l2lbd started again (pid %d)", d.current().PID)
 	case badConfigEdit:
 		h.must(d.writeConfig(configVariants[h.variant]))

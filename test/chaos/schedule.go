@@ -47,15 +47,18 @@ type slot int
 
 const (
 	slotNone    slot = iota
-	slotProcess      // kill, term, pause, and garbage config (a restart would refuse it)
+	slotProcess      // kill, term, pause
 	slotNet          // carrier, link down, cut off
 	slotNode         // NotReady, excluded
+	slotConfig       // garbage config (a restart meanwhile runs on the last good copy)
 )
 
 func (k faultKind) slot() slot {
 	switch k {
-	case kill, term, pause, badConfigEdit:
+	case kill, term, pause:
 		return slotProcess
+	case badConfigEdit:
+		return slotConfig
 	case carrier, linkDown, isolate:
 		return slotNet
 	case nodeNotReady, exclude:
