@@ -31,10 +31,11 @@ const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 // desired set for netio, the claims to publish). During a burst of changes
 // (thousands of Services allocated after a cold start) a step per change
 // would cost that for each; a step at most every gap takes what arrived
-// meanwhile together. The gap is stepShare times the last step's cost,
-// between minStepGap and maxStepGap: a burst spends at most about a tenth
-// of a core on decisions, while a single change after a quiet moment is
-// decided at once, and one during a burst waits at most maxStepGap.
+// meanwhile together. In a burst (this step's changes came within the gap
+// after the previous one) the gap is stepShare times the step's cost,
+// between minStepGap and maxStepGap, so that decisions take at most about
+// a tenth of a core; otherwise it is minStepGap, and a change after a quiet
+// moment, or a timer the core set (a peer expiring), is decided at once.
 const (
 	minStepGap = 10 * time.Millisecond
 	maxStepGap = 100 * time.Millisecond
@@ -42,8 +43,13 @@ const (
 )
 
 // stepGap is the least time before the next step after one that cost cost.
-func stepGap(cost time.Duration) time.Duration {
-	return min(maxStepGap, max(minStepGap, stepShare*cost))
+// Never more than a quarter of window, how long a decision is good for: the
+// next must come well within it.
+func stepGap(cost, window time.Duration, burst bool) time.Duration {
+	if !burst {
+		return minStepGap
+	}
+	return max(minStepGap, min(maxStepGap, window/4, stepShare*cost))
 }
 
 // Event reasons on Services.
@@ -256,6 +262,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 	var last time.Time
 	gap := minStepGap
 	for {
+		timed := false
 		select {
 		case <-ctx.Done():
 			return
@@ -263,8 +270,10 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		case <-configChanged:
 		case <-p.wake:
 		case <-timer.C:
+			timed = true
 		}
-		if wait := time.Until(last.Add(gap)); wait > 0 {
+		wait := time.Until(last.Add(gap))
+		if wait > 0 && !timed {
 			select {
 			case <-ctx.Done():
 				return
@@ -277,7 +286,7 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		plan := p.core.Step(o)
 		p.stats.duration.Observe(time.Since(began).Seconds())
 		p.apply(plan)
-		gap = stepGap(time.Since(last))
+		gap = stepGap(time.Since(last), p.core.Window(), wait > 0 && !timed)
 		timer.Reset(plan.Wake)
 	}
 }

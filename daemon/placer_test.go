@@ -88,17 +88,25 @@ func TestPlaceStatsCount(t *testing.T) {
 }
 
 func TestStepGap(t *testing.T) {
+	const window = 2 * time.Second // the default timings'
 	for _, tc := range []struct {
-		cost, want time.Duration
+		name         string
+		cost, window time.Duration
+		burst        bool
+		want         time.Duration
 	}{
-		{0, minStepGap},                      // quiet: a change is decided at once
-		{500 * time.Microsecond, minStepGap}, // a cheap step keeps the floor
-		{3 * time.Millisecond, 30 * time.Millisecond},
-		{10 * time.Millisecond, maxStepGap}, // a cold start's steps: at most a tenth of a core
-		{time.Second, maxStepGap},           // never more than maxStepGap
+		{"quiet: a change after a quiet moment is decided at once", 50 * time.Millisecond, window, false, minStepGap},
+		{"burst, a cheap step: the floor", 500 * time.Microsecond, window, true, minStepGap},
+		{"burst: ten times the step's cost", 3 * time.Millisecond, window, true, 30 * time.Millisecond},
+		{"burst, a cold start's steps: at most maxStepGap", 10 * time.Millisecond, window, true, maxStepGap},
+		{"burst, a step that stalled: still at most maxStepGap", time.Second, window, true, maxStepGap},
+		// The fastest timings the config allows (renew 100 ms, lease 200
+		// ms): the next step must come well within the 100 ms a decision
+		// is good for, or the node takes itself for paused.
+		{"burst at the fastest timings: a quarter of the window", 10 * time.Millisecond, 100 * time.Millisecond, true, 25 * time.Millisecond},
 	} {
-		if got := stepGap(tc.cost); got != tc.want {
-			t.Errorf("stepGap(%v) = %v, want %v", tc.cost, got, tc.want)
+		if got := stepGap(tc.cost, tc.window, tc.burst); got != tc.want {
+			t.Errorf("%s: stepGap(%v, %v, %v) = %v, want %v", tc.name, tc.cost, tc.window, tc.burst, got, tc.want)
 		}
 	}
 }

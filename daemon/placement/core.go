@@ -36,6 +36,10 @@ type Timings struct {
 // that, and it must be silent by then.
 func (t Timings) window() time.Duration { return t.Lease - t.Renew }
 
+// Window is how long a decision is good for: the next step must come
+// within it, or the node takes itself for paused.
+func (c *Core) Window() time.Duration { return c.t.window() }
+
 // freshFor is how old the newest own renewal seen back may be for the view
 // to count as fresh: two thirds of a lease duration, which leaves room for
 // a renewal's latency even at the fastest timings (lease = 2 × renew).
@@ -318,8 +322,8 @@ type peer struct {
 }
 
 func (p *peer) claimsAny(ips map[netip.Addr]string) bool {
-	for ip := range ips {
-		if p.claims[ip] {
+	for ip := range p.claims {
+		if _, ok := ips[ip]; ok {
 			return true
 		}
 	}

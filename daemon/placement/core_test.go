@@ -975,8 +975,8 @@ func TestCoreTransitions(t *testing.T) {
 		},
 		{
 			// The same soak, another node's view: b stopped renewing while
-			// this node's view still looked fresh, so the thaw revived b,
-			// and its old claim won the address back for a lease duration.
+			// this node's view still looked fresh, so the thaw revived b
+			// with its old claim, which outranks this node's for z.
 			name: "thawing: a peer that expired in the last fresh window and was taken over from is not revived",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})

@@ -76,8 +76,9 @@ func ctxErr(err error) bool {
 // checkConflictLines finds a conflict logged more than once a quiet period
 // by one daemon process: a forged claim is reported once, not per frame.
 // stopped holds each node's SIGSTOP intervals: a line logged just after
-// one may come from a step that read its clock before it, and the quiet
-// period counts from there.
+// one (or inside it: the interval ends when the harness has sent SIGCONT
+// and noted it) may come from a step that read its clock before it, and
+// the quiet period counts from there.
 func checkConflictLines(logs []logLine, nodes []string, stopped map[int][]interval) []violation {
 	type key struct {
 		node int
@@ -86,7 +87,7 @@ func checkConflictLines(logs []logLine, nodes []string, stopped map[int][]interv
 	}
 	decided := func(l logLine) time.Time {
 		for _, iv := range stopped[l.node] {
-			if !iv.to.IsZero() && !l.at.Before(iv.to) && l.at.Sub(iv.to) < resumeSlack {
+			if !iv.to.IsZero() && !l.at.Before(iv.from) && l.at.Sub(iv.to) < resumeSlack {
 				return iv.from
 			}
 		}
