@@ -230,6 +230,18 @@ func (s *sim) noEarlyOfferToB(t *testing.T, back time.Time, n int) {
 	}
 }
 
+// tookFromDeadB starts a with a Service on z, which b wins while live, lets
+// b die, and fails t unless a has taken z over.
+func (s *sim) tookFromDeadB(t *testing.T, z string) {
+	t.Helper()
+	s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+	s.fresh(lease("b", z), lease("c"))
+	s.run(4*time.Second, lease("c"))
+	if !slices.Contains(s.answering(), z) {
+		t.Fatalf("did not take %s from the dead b", z)
+	}
+}
+
 // bMAC is the MAC peer b publishes in cutOffHearing.
 const bMAC = "02:00:00:00:00:0b"
 
@@ -962,12 +974,7 @@ func TestCoreTransitions(t *testing.T) {
 			// old claim, and nobody answered.
 			name: "write lapsed during a freeze: a dead peer's claim from before the lapse does not take the address",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
-				s.fresh(lease("b", z), lease("c"))
-				s.run(4*time.Second, lease("c")) // b dies; a takes z
-				if !slices.Contains(s.answering(), z) {
-					t.Fatalf("did not take %s from the dead b", z)
-				}
+				s.tookFromDeadB(t, z)
 				s.cutOff(5 * time.Second)
 				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
 			},
@@ -1055,12 +1062,7 @@ func TestCoreTransitions(t *testing.T) {
 		{
 			name: "thawing: a peer dead before the freeze stays dead",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
-				s.fresh(lease("b", z), lease("c"))
-				s.run(4*time.Second, lease("c")) // b dies; a takes z
-				if !slices.Contains(s.answering(), z) {
-					t.Fatalf("did not take %s from the dead b", z)
-				}
+				s.tookFromDeadB(t, z)
 				s.cutOff(2500 * time.Millisecond)
 				s.step(s.renewed(Observation{}))
 				return s.run(timings.Renew, lease("c"))
