@@ -369,11 +369,13 @@ func (c *checker) checkTwoMACs(ip netip.Addr, log lab.ProbeLog) {
 
 // checkAnnouncements finds gratuitous ARPs and unsolicited NAs from a node
 // that resumed from a pause less than a renew interval before, while
-// another MAC answered (invariant 1): it may not claim anything yet.
+// another MAC answered (invariant 1): it may not claim anything yet, unless
+// the owner handed the address over to it (the owner stops first: a live
+// peer back from a pause shorter than its Lease may be offered one).
 func (c *checker) checkAnnouncements(ip netip.Addr, log lab.ProbeLog) {
 	for _, a := range log.Announcements {
 		n := c.facts.nodeOfMAC(a.MAC)
-		if n < 0 || !c.resumedBefore(n, a.At) {
+		if n < 0 || !c.resumedBefore(n, a.At) || c.handedTo(ip, n, a.At) {
 			continue
 		}
 		others := slices.ContainsFunc(log.Replies, func(r lab.Run) bool {
@@ -384,6 +386,15 @@ func (c *checker) checkAnnouncements(ip netip.Addr, log lab.ProbeLog) {
 				what: fmt.Sprintf("%s announced %s right after resuming from SIGSTOP, while another node answered", c.facts.nodes[n], ip)})
 		}
 	}
+}
+
+// handedTo reports whether a node logged handing ip over to node n less
+// than a hand-over's allowance before t.
+func (c *checker) handedTo(ip netip.Addr, n int, t time.Time) bool {
+	return slices.ContainsFunc(c.logs, func(l logLine) bool {
+		return l.ip == ip && strings.HasPrefix(l.msg, "handing an address over") && !l.at.After(t) &&
+			t.Sub(l.at) < c.t.handover() && parseSlog(l.text)["to"] == c.facts.nodes[n]
+	})
 }
 
 // resumedBefore reports whether node n was continued after a SIGSTOP less
