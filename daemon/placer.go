@@ -31,11 +31,12 @@ const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 // desired set for netio, the claims to publish). During a burst of changes
 // (thousands of Services allocated after a cold start) a step per change
 // would cost that for each; a step at most every gap takes what arrived
-// meanwhile together. In a burst (this step's changes came within the gap
-// after the previous one) the gap is stepShare times the step's cost,
-// between minStepGap and maxStepGap, so that decisions take at most about
-// a tenth of a core; otherwise it is minStepGap, and a change after a quiet
-// moment, or a timer the core set (a peer expiring), is decided at once.
+// meanwhile together. In a burst (a change came within minStepGap of the
+// previous step's end, or while it ran) the gap is stepShare times that
+// step's cost, between minStepGap and maxStepGap, so that decisions take at
+// most about a tenth of a core; otherwise it is minStepGap, and a change
+// after a quiet moment, or a timer the core set (a peer expiring), is
+// decided at once.
 const (
 	minStepGap = 10 * time.Millisecond
 	maxStepGap = 100 * time.Millisecond
@@ -259,8 +260,8 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var last time.Time
-	gap := minStepGap
+	var last, ended time.Time
+	var cost time.Duration
 	for {
 		timed := false
 		select {
@@ -272,8 +273,10 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		case <-timer.C:
 			timed = true
 		}
-		wait := time.Until(last.Add(gap))
-		if wait > 0 && !timed {
+		// A burst: this change came right after the previous step ended
+		// (or while it ran).
+		burst := !timed && time.Since(ended) < minStepGap
+		if wait := time.Until(last.Add(stepGap(cost, p.core.Window(), burst))); wait > 0 && !timed {
 			select {
 			case <-ctx.Done():
 				return
@@ -286,7 +289,8 @@ func (p *placer) run(ctx context.Context, configChanged <-chan struct{}) {
 		plan := p.core.Step(o)
 		p.stats.duration.Observe(time.Since(began).Seconds())
 		p.apply(plan)
-		gap = stepGap(time.Since(last), p.core.Window(), wait > 0 && !timed)
+		ended = time.Now()
+		cost = ended.Sub(last)
 		timer.Reset(plan.Wake)
 	}
 }
