@@ -1299,20 +1299,6 @@ func (c *Core) endHandover(s *step) {
 		s.touch(ip)
 		return
 	}
-	if !c.lastWrite.After(c.handoverAt) && s.now.Sub(c.handoverAt) >= c.t.Renew {
-		// No write has carried the offer (this node was cut off as it
-		// made it): no peer saw it, so none took the address. It is
-		// answered again, by a frozen node too: it keeps what it had.
-		c.handover, c.handoverTo = netip.Addr{}, ""
-		s.touch(ip)
-		c.nextShed = s.now.Add(handoverBackoff)
-		if iface, ok := c.interfaceFor(ip); ok {
-			s.own(c, ip, iface)
-			s.reclaim = ip
-			s.note(slog.LevelWarn, "hand-over not written: no peer saw the offer; this node answers for the address again", "ip", ip, "to", to)
-		}
-		return
-	}
 	target := c.peers[to]
 	gone := target == nil || !c.t.offerable(target, s.now) || !c.eligible(to, ip, a)
 	if !gone && s.now.Sub(c.handoverAt) < c.t.Lease {
@@ -1463,9 +1449,6 @@ func (c *Core) wake(now time.Time) time.Duration {
 	}
 	if c.handover.IsValid() {
 		wake = min(wake, c.handoverAt.Add(c.t.Lease).Sub(now))
-		if !c.lastWrite.After(c.handoverAt) {
-			wake = min(wake, c.handoverAt.Add(c.t.Renew).Sub(now))
-		}
 		if p := c.peers[c.handoverTo]; p != nil {
 			wake = min(wake, p.seenAt.Add(c.t.silent()).Sub(now))
 		}
