@@ -369,17 +369,20 @@ func (c *checker) checkTwoMACs(ip netip.Addr, log lab.ProbeLog) {
 
 // checkAnnouncements finds gratuitous ARPs and unsolicited NAs from a node
 // that resumed from a pause less than a renew interval before, while
-// another MAC answered (invariant 1): it may not claim anything yet, unless
-// the owner handed the address over to it (the owner stops first: a live
-// peer back from a pause shorter than its Lease may be offered one).
+// another MAC answered (invariant 1): it may not claim anything yet. The
+// owner's answers before it handed the address over to that node (it stops
+// first: a live peer back from a pause shorter than its Lease may be
+// offered one) do not count, unless it withdrew the offer.
 func (c *checker) checkAnnouncements(ip netip.Addr, log lab.ProbeLog) {
 	for _, a := range log.Announcements {
 		n := c.facts.nodeOfMAC(a.MAC)
-		if n < 0 || !c.resumedBefore(n, a.At) || c.handedTo(ip, n, a.At) {
+		if n < 0 || !c.resumedBefore(n, a.At) {
 			continue
 		}
+		from := c.handedBy(ip, n, a.At)
 		others := slices.ContainsFunc(log.Replies, func(r lab.Run) bool {
-			return r.MAC != a.MAC && !r.First.After(a.At) && !r.Last.Before(a.At.Add(-time.Second))
+			return r.MAC != a.MAC && !r.First.After(a.At) && !r.Last.Before(a.At.Add(-time.Second)) &&
+				(from < 0 || r.MAC != c.facts.macs[from] || r.Last.After(a.At))
 		})
 		if others {
 			c.violations = append(c.violations, violation{invariant: "1: one MAC per address", at: a.At, ip: ip,
@@ -388,13 +391,24 @@ func (c *checker) checkAnnouncements(ip netip.Addr, log lab.ProbeLog) {
 	}
 }
 
-// handedTo reports whether a node logged handing ip over to node n less
-// than a hand-over's allowance before t.
-func (c *checker) handedTo(ip netip.Addr, n int, t time.Time) bool {
-	return slices.ContainsFunc(c.logs, func(l logLine) bool {
-		return l.ip == ip && strings.HasPrefix(l.msg, "handing an address over") && !l.at.After(t) &&
-			t.Sub(l.at) < c.t.handover() && parseSlog(l.text)["to"] == c.facts.nodes[n]
-	})
+// handedBy returns the node that logged handing ip over to node n less
+// than a hand-over's allowance before t, and withdrew no offer since; -1
+// if none did.
+func (c *checker) handedBy(ip netip.Addr, n int, t time.Time) int {
+	by, at := -1, time.Time{}
+	for _, l := range c.logs {
+		if l.ip != ip || l.at.After(t) {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l.msg, "handing an address over") && t.Sub(l.at) < c.t.handover() &&
+			parseSlog(l.text)["to"] == c.facts.nodes[n]:
+			by, at = l.node, l.at
+		case strings.HasPrefix(l.msg, "hand-over not taken") && by == l.node && l.at.After(at):
+			by = -1
+		}
+	}
+	return by
 }
 
 // resumedBefore reports whether node n was continued after a SIGSTOP less

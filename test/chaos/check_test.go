@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func TestChecker(t *testing.T) {
 		announced []announcement
 		fresh     []cond // a node's view turned fresh at from (c and to unused)
 		handovers []cond // node handed the address to node c at from (to unused)
+		withdrawn []cond // node withdrew its offer at from (c and to unused)
 		wantGaps  int    // violations of invariant 2
 		wantTwice int    // violations of invariant 1
 	}{
@@ -182,6 +184,19 @@ func TestChecker(t *testing.T) {
 			answers:   []answers{{"m0", 0, 12}, {"m1", 12.02, 40}},
 			announced: []announcement{{"m1", 12.02}},
 			wantTwice: 1},
+		{name: "handed the address, while a third node answered just before",
+			conds:     []cond{{1, procStopped, 10, 11.6}},
+			handovers: []cond{{0, 1, 12, 0}},
+			answers:   []answers{{"m0", 0, 12}, {"m2", 11.5, 11.9}, {"m1", 12.02, 40}},
+			announced: []announcement{{"m1", 12.02}},
+			wantTwice: 1},
+		{name: "handed the address, but the offer was withdrawn before the announcement",
+			conds:     []cond{{1, procStopped, 10, 11.6}},
+			handovers: []cond{{0, 1, 11, 0}},
+			withdrawn: []cond{{0, 0, 11.5, 0}},
+			answers:   []answers{{"m0", 0, 12}, {"m1", 12.02, 40}},
+			announced: []announcement{{"m1", 12.02}},
+			wantTwice: 1},
 		{name: "a hand-over to another node excuses nothing",
 			conds:     []cond{{1, procStopped, 10, 11.6}},
 			handovers: []cond{{0, 2, 12, 0}},
@@ -221,6 +236,10 @@ func TestChecker(t *testing.T) {
 				logs = append(logs, logLine{at: at(h.from), node: h.node, ip: ip, msg: "handing an address over to balance the load",
 					text: fmt.Sprintf("ip=%s to=node-%d", ip, h.c)})
 			}
+			for _, w := range tc.withdrawn {
+				logs = append(logs, logLine{at: at(w.from), node: w.node, ip: ip, msg: "hand-over not taken; the address is placed anew"})
+			}
+			slices.SortFunc(logs, func(a, b logLine) int { return a.at.Compare(b.at) })
 			c := &checker{t: defaultTimings, logs: logs, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
 				addrs: []netip.Addr{ip}, logOf: func(netip.Addr) lab.ProbeLog { return log }, start: at(0), end: at(40)}
 			c.checkAll()
