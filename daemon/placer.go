@@ -33,8 +33,9 @@ const excludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
 // would cost that for each; a step at most every gap takes what arrived
 // meanwhile together. In a burst (a change came within minStepGap of the
 // previous step's end, or while it ran) the gap is stepShare times that
-// step's cost, between minStepGap and maxStepGap, so that decisions take at
-// most about a tenth of a core; otherwise it is minStepGap, and a change
+// step's cost, between minStepGap and maxStepGap, so that decisions take
+// about a tenth of a core (more only when one step costs more than
+// maxStepGap/stepShare); otherwise it is minStepGap, and a change
 // after a quiet moment, or a timer the core set (a peer expiring), is
 // decided at once.
 const (
