@@ -72,6 +72,7 @@ func run(t *testing.T, o options) {
 	dir := t.TempDir()
 	for i, n := range l.Nodes {
 		d := newDaemon(i, n, dir)
+		h.must(os.Mkdir(d.state, 0o700)) // as systemd's StateDirectory= does
 		h.must(d.writeConfig(configVariants[0]))
 		d.start(t, l2lbd)
 		h.daemons = append(h.daemons, d)
