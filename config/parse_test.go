@@ -334,3 +334,32 @@ func TestRange(t *testing.T) {
 		t.Error("Overlaps/Contains wrong across families")
 	}
 }
+
+// TestLogProblems: one "config problem" line per problem, naming its place;
+// an error that holds none (a missing file) is logged itself, once.
+func TestLogProblems(t *testing.T) {
+	_, parseErr := Parse("bad.yaml", []byte("nodeName: a\nbogus: 1\npools:\n  - name: lan\n    addresses: [nope]\n"), "a")
+	if parseErr == nil {
+		t.Fatal("the broken config parsed")
+	}
+	_, _, missing := Load("/nonexistent/l2lbd.yaml", "a")
+	for _, tc := range []struct {
+		name  string
+		err   error
+		lines int
+		want  string
+	}{
+		{"a broken file: each problem, with its place", parseErr, len(Problems(parseErr)), "bad.yaml:"},
+		{"a missing file: the error itself", missing, 1, "/nonexistent/l2lbd.yaml"},
+	} {
+		var buf strings.Builder
+		n := LogProblems(slog.New(slog.NewTextHandler(&buf, nil)), tc.err)
+		got := strings.Count(buf.String(), `msg="config problem"`)
+		if n != tc.lines || got != tc.lines || tc.lines == 0 || !strings.Contains(buf.String(), tc.want) {
+			t.Errorf("%s: returned %d, logged %d lines, want %d naming %q:\n%s", tc.name, n, got, tc.lines, tc.want, buf.String())
+		}
+	}
+	if len(Problems(parseErr)) < 2 {
+		t.Errorf("the broken config has %d problems, want several for the test to mean something", len(Problems(parseErr)))
+	}
+}
