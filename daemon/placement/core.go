@@ -280,10 +280,9 @@ type Core struct {
 	// longer than window: it claims nothing until a renewal sent after
 	// this time has come back.
 	lapsedAt time.Time
-	// writeLapsed: during this freeze its Lease went unrenewed for a lease
-	// duration, so peers may have expired it and taken over. awaySince is
-	// the sent time of its last renewal before that gap.
-	writeLapsed bool
+	// awaySince is set while its Lease has gone unrenewed for a lease
+	// duration during this freeze (peers may have expired it and taken
+	// over): the sent time of its last renewal before that gap.
 	awaySince   time.Time
 	settleUntil time.Time
 	settling    bool
@@ -463,7 +462,7 @@ func (c *Core) Step(o Observation) Plan {
 		c.settling = settling
 		s.full = true // what settling held back is taken now
 	}
-	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || c.writeLapsed)
+	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || !c.awaySince.IsZero())
 	c.endHandover(s)
 	nodes := c.nodeList()
 	if s.reclaim.IsValid() {
@@ -823,8 +822,8 @@ func (c *Core) expirePeers(s *step) {
 // takes nothing over.
 func (c *Core) checkHealth(s *step, synced bool) {
 	now := s.now
-	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease && !c.writeLapsed {
-		c.writeLapsed, c.awaySince = true, c.lastWrite
+	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease && c.awaySince.IsZero() {
+		c.awaySince = c.lastWrite
 	}
 	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > 2*c.t.Renew {
 		c.lostAt = now // no renewal written lately: out of reach (or paused)
@@ -833,7 +832,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
 	case healthy && c.frozen:
-		if c.writeLapsed {
+		if !c.awaySince.IsZero() {
 			// Peers may have expired this node and taken its addresses:
 			// where one that renewed since this node's last write claims
 			// an address too, it keeps it. Not an older claim: the node
@@ -877,7 +876,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")
 		}
 		clear(c.yielded)
-		c.frozen, c.writeLapsed, c.awaySince = false, false, time.Time{}
+		c.frozen, c.awaySince = false, time.Time{}
 		c.lapsedAt = time.Time{}
 		c.settleUntil = now.Add(c.t.Renew)
 		s.full = true
