@@ -194,6 +194,10 @@ const ConflictLog = "another host announces an address this node answers for"
 // duration by its own clock, and takes over none of their addresses sooner.
 const FreshLog = "view of the cluster is fresh; placing addresses"
 
+// HandoverLog is logged when this node offers an address to a peer to
+// balance the load (the chaos checker reads it).
+const HandoverLog = "handing an address over to balance the load"
+
 // ConflictReport is a conflict worth telling the operator about.
 type ConflictReport struct {
 	Conflict
@@ -1266,7 +1270,7 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 	}
 	c.handover, c.handoverTo, c.handoverAt = best, target, s.now
 	s.disown(c, best)
-	s.note(slog.LevelInfo, "handing an address over to balance the load", "ip", best, "to", target,
+	s.note(slog.LevelInfo, HandoverLog, "ip", best, "to", target,
 		"held", c.count[c.self], "fair_share", fair)
 }
 

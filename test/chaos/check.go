@@ -136,7 +136,7 @@ func (c *checker) graces(ip netip.Addr, log lab.ProbeLog, segs []segment) []grac
 		}
 	}
 	for _, l := range c.logs {
-		if l.ip == ip && strings.HasPrefix(l.msg, "handing an address over") {
+		if l.ip == ip && l.msg == placement.HandoverLog {
 			gs = append(gs, grace{span{l.at, l.at.Add(c.t.handover())}, c.facts.nodes[l.node] + " handed it over to balance the load"})
 		}
 	}
@@ -401,7 +401,7 @@ func (c *checker) handedBy(ip netip.Addr, n int, t time.Time) int {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(l.msg, "handing an address over") && t.Sub(l.at) < c.t.handover() &&
+		case l.msg == placement.HandoverLog && t.Sub(l.at) < c.t.handover() &&
 			parseSlog(l.text)["to"] == c.facts.nodes[n]:
 			by, at = l.node, l.at
 		case strings.HasPrefix(l.msg, "hand-over not taken") && by == l.node && l.at.After(at):

@@ -233,7 +233,7 @@ func TestChecker(t *testing.T) {
 				logs = append(logs, logLine{at: at(f.from), node: f.node, msg: placement.FreshLog})
 			}
 			for _, h := range tc.handovers {
-				logs = append(logs, logLine{at: at(h.from), node: h.node, ip: ip, msg: "handing an address over to balance the load",
+				logs = append(logs, logLine{at: at(h.from), node: h.node, ip: ip, msg: placement.HandoverLog,
 					text: fmt.Sprintf("ip=%s to=node-%d", ip, h.c)})
 			}
 			for _, w := range tc.withdrawn {
