@@ -191,9 +191,27 @@ func (s *informerSet) start(ctx context.Context) {
 	}
 }
 
-func (s *informerSet) shutdown() {
+// stopWait bounds how long a shutdown waits for the informers to return.
+// client-go's watch-list retry sleeps out its backoff (up to a minute after
+// a long API outage) without looking at the stop signal: neither replacing
+// the informers nor stopping the daemon may wait on that. A straggler's
+// only effect is a change signal, which readers take as a hint.
+const stopWait = time.Second
+
+// shutdown stops the informers and waits at most wait for them.
+func (s *informerSet) shutdown(wait time.Duration) {
 	s.stop()
-	s.running.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 func (s *informerSet) synced() bool {
@@ -294,7 +312,7 @@ func (v *View) Refresh() {
 // Run runs the informers until ctx is done.
 func (v *View) Run(ctx context.Context) error {
 	v.cur.Load().start(ctx)
-	defer func() { v.cur.Load().shutdown() }()
+	defer func() { v.cur.Load().shutdown(stopWait) }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -307,10 +325,10 @@ func (v *View) Run(ctx context.Context) error {
 		ok := next.waitSynced(syncCtx)
 		cancel()
 		if !ok {
-			next.shutdown()
+			next.shutdown(stopWait)
 			continue
 		}
-		v.cur.Swap(next).shutdown()
+		v.cur.Swap(next).shutdown(stopWait)
 		v.replaced()
 	}
 }

@@ -168,8 +168,13 @@ func (h *harness) undo(f fault) {
 		p := d.current()
 		if err := p.Wait(10 * time.Second); err != nil && !p.Exited() {
 			h.report(violation{invariant: "4: daemons stop when told", at: time.Now(), node: d.node.Name,
-				what: fmt.Sprintf("l2lbd on %s still running 10 s after %v", d.node.Name, f.kind)})
-			p.Kill()
+				what: fmt.Sprintf("l2lbd on %s still running 10 s after %v (its goroutines are in its log)", d.node.Name, f.kind)})
+			// SIGQUIT: the Go runtime writes every goroutine's stack to
+			// the log before exiting, which shows what the stop waits on.
+			p.Signal(syscall.SIGQUIT)
+			if p.Wait(2*time.Second) != nil {
+				p.Kill()
+			}
 		}
 		d.start(h.t, h.l2lbd)
 		h.facts.end(d.index, procDown)
