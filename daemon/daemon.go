@@ -117,7 +117,7 @@ func Run(ctx context.Context, opts Options) error {
 	connecting, connected := context.WithCancel(ctx)
 	wg.Go(func() { life.connecting(connecting) })
 	countAPIErrors()
-	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, cfg.Kubernetes.QPS, cfg.Kubernetes.Burst, log)
+	client, err := kube.Connect(ctx, cfg.Kubeconfig, "l2lbd/"+opts.Version, cfg.Kubernetes.QPS, cfg.Kubernetes.Burst, cfg.Coordination.RenewInterval, log)
 	connected()
 	if err != nil {
 		wg.Wait()

@@ -88,17 +88,20 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 
 // Connect loads the kubeconfig at path and waits until the API server answers.
 // A missing or unreadable kubeconfig and an unreachable API server are logged
-// (once per distinct problem) and retried with backoff up to maxBackoff, never
+// (once per distinct problem) and retried with backoff up to retryMax, never
 // fatal: the daemon must not crash-loop while a node is being set up. It
 // returns only when connected or when ctx is done.
+//
+// retryMax is the renew interval: a daemon restarted during an API outage
+// answers nothing until it connects, so it tries as often as a running one
+// renews its Lease, not a long backoff after the API server is back.
 //
 // qps and burst limit every request of the client (see NewClient). Steady
 // state needs about one request per renewInterval; they matter when the IPAM
 // leader writes thousands of Service statuses after a cold start, which should
 // go as fast as the API server takes them.
-func Connect(ctx context.Context, path, userAgent string, qps float64, burst int, log *slog.Logger) (*Client, error) {
-	const maxBackoff = 10 * time.Second
-	backoff := 200 * time.Millisecond
+func Connect(ctx context.Context, path, userAgent string, qps float64, burst int, retryMax time.Duration, log *slog.Logger) (*Client, error) {
+	var backoff time.Duration
 	var lastProblem string
 	for {
 		client, err := connect(ctx, path, userAgent, qps, burst)
@@ -112,13 +115,22 @@ func Connect(ctx context.Context, path, userAgent string, qps float64, burst int
 			log.Error("cannot reach the Kubernetes API; retrying", append([]any{"kubeconfig", path}, ErrAttrs(err)...)...)
 			lastProblem = msg
 		}
+		backoff = connectBackoff(backoff, retryMax)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// connectBackoff is the wait before the next attempt to connect, after one
+// of prev (0 for the first): doubling from 200 ms, at most limit.
+func connectBackoff(prev, limit time.Duration) time.Duration {
+	if prev == 0 {
+		return min(200*time.Millisecond, limit)
+	}
+	return min(2*prev, limit)
 }
 
 func connect(ctx context.Context, path, userAgent string, qps float64, burst int) (*Client, error) {

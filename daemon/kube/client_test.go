@@ -2,6 +2,7 @@ package kube
 
 import (
 	"testing"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/flowcontrol"
@@ -47,5 +48,28 @@ func TestClientRateLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConnectBackoff: a daemon that waits for the API server retries at
+// least every renew interval, so that it is back soon after the API server
+// (a 10 s cap once left a restarted node's addresses unanswered 9 s after
+// an outage, in the soak).
+func TestConnectBackoff(t *testing.T) {
+	const s = time.Second
+	for _, tc := range []struct {
+		name              string
+		prev, limit, want time.Duration
+	}{
+		{"first attempt", 0, s, 200 * time.Millisecond},
+		{"doubles", 200 * time.Millisecond, s, 400 * time.Millisecond},
+		{"capped at the renew interval", 800 * time.Millisecond, s, s},
+		{"stays at the cap", s, s, s},
+		{"a fast renew interval caps the first wait too", 0, 100 * time.Millisecond, 100 * time.Millisecond},
+		{"a slow renew interval", 8 * s, 10 * s, 10 * s},
+	} {
+		if got := connectBackoff(tc.prev, tc.limit); got != tc.want {
+			t.Errorf("%s: connectBackoff(%v, %v) = %v, want %v", tc.name, tc.prev, tc.limit, got, tc.want)
+		}
 	}
 }

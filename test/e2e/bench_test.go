@@ -206,7 +206,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 // l2lb.StatusWriters in flight, addresses outside the daemons' pool), then
 // clears them again, untimed, for the daemons to allocate.
 func statusWritesAlone(b *testing.B, l *lab.Lab, n int) time.Duration {
-	client, err := kube.Connect(ctxBg, l.AdminKubeconfig, "reference", 0, 0, slog.New(slog.DiscardHandler))
+	client, err := kube.Connect(ctxBg, l.AdminKubeconfig, "reference", 0, 0, time.Second, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
