@@ -144,7 +144,8 @@ func Run(ctx context.Context, opts Options) error {
 		recorder: recorder, log: log, decided: life.decided, lead: role.set,
 		core: placement.NewCore(cfg.NodeName, placement.Timings{Renew: co.RenewInterval, Lease: co.LeaseDuration}),
 	})
-	placer.heartbeat = kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration, placer.onWrite, log)
+	placer.heartbeat = kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration,
+		kube.HeartbeatHooks{Written: placer.onWrite, Unsent: placer.onUnsent}, log)
 	heartbeat := placer.heartbeat
 	announcer := netio.New(netio.Options{
 		Logger:           log,

@@ -142,10 +142,12 @@ func (s *conflictSet) take() []placement.Conflict {
 	return out
 }
 
-// writeLog holds the heartbeat's renewals until the loop takes them.
+// writeLog holds what the heartbeat reports (renewals, offers it gave up)
+// until the loop takes them.
 type writeLog struct {
 	mu     sync.Mutex
 	writes []placement.Write
+	unsent []placement.Offer
 }
 
 // placeStats counts what the plans say. The loop writes it; scrapes read
@@ -236,6 +238,15 @@ func (p *placer) onWrite(renew, sent time.Time) {
 	if len(w.writes) > 16 {
 		w.writes = w.writes[1:]
 	}
+	w.mu.Unlock()
+	p.poke()
+}
+
+// onUnsent is the heartbeat's callback for an offer it gave up.
+func (p *placer) onUnsent(ip netip.Addr, to string) {
+	w := p.writes
+	w.mu.Lock()
+	w.unsent = append(w.unsent, placement.Offer{IP: ip, To: to})
 	w.mu.Unlock()
 	p.poke()
 }
@@ -394,6 +405,7 @@ func (p *placer) observe(now time.Time) placement.Observation {
 	}
 	p.writes.mu.Lock()
 	o.Writes, p.writes.writes = p.writes.writes, nil
+	o.Unsent, p.writes.unsent = p.writes.unsent, nil
 	p.writes.mu.Unlock()
 	o.Conflicts = p.conflicts.take()
 	return o

@@ -3,26 +3,36 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 )
 
 // leaseServer is an API server that keeps one Lease and records the claims
 // of every write.
 type leaseServer struct {
-	mu     sync.Mutex
-	claims []string     // the claims annotation of each write, in order
-	stall  atomic.Int64 // writes after the first wait this long (ns), or until cancelled
+	mu        sync.Mutex
+	claims    []string     // the claims annotation of each write, in order
+	handovers []string     // the handover annotation of each write, in order
+	stall     atomic.Int64 // writes after the first wait this long (ns), or until cancelled
+	fail      atomic.Int32 // if not 0, writes fail with this HTTP status
+	attempts  atomic.Int32 // writes received, failed ones included
 }
 
 func (s *leaseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -30,6 +40,12 @@ func (s *leaseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		w.WriteHeader(http.StatusNotFound)
 		w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`))
+		return
+	}
+	s.attempts.Add(1)
+	if code := int(s.fail.Load()); code != 0 {
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d}`, code)
 		return
 	}
 	data, _ := io.ReadAll(r.Body)
@@ -48,6 +64,7 @@ func (s *leaseServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.ResourceVersion = "1"
 	s.mu.Lock()
 	s.claims = append(s.claims, l.Annotations[AnnotationClaims])
+	s.handovers = append(s.handovers, l.Annotations[AnnotationHandover])
 	s.mu.Unlock()
 	out, _ := json.Marshal(l)
 	w.Write(out)
@@ -86,7 +103,7 @@ func TestHeartbeatHeldBackClaims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := NewHeartbeat(client, "l2lb-system", "n1", renew, 3*renew, nil, slog.New(slog.DiscardHandler))
+		h := NewHeartbeat(client, "l2lb-system", "n1", renew, 3*renew, HeartbeatHooks{}, slog.New(slog.DiscardHandler))
 		h.ValidUntil(time.Now().Add(time.Hour))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -153,4 +170,107 @@ func TestHeartbeatHeldBackClaims(t *testing.T) {
 			t.Errorf("the stop took %v, want it to end by the 300 ms deadline", took)
 		}
 	})
+}
+
+// TestHeartbeatUnsentOffer: a hand-over offer whose first write failed
+// before taking effect is given up and reported, and no later write
+// carries it, not even one Set before its owner heard; an offer a write
+// may have stored is never given up.
+func TestHeartbeatUnsentOffer(t *testing.T) {
+	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	offering := Member{Pools: []string{"lan"}, Claims: []netip.Addr{b}, Handover: a, HandoverTo: "n2"}
+	start := func(t *testing.T) (*leaseServer, *Heartbeat, chan string, func()) {
+		srv := &leaseServer{}
+		api := httptest.NewServer(srv)
+		t.Cleanup(api.Close)
+		client, err := NewClient(&rest.Config{Host: api.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsent := make(chan string, 4)
+		h := NewHeartbeat(client, "l2lb-system", "n1", time.Hour, time.Hour, HeartbeatHooks{
+			Unsent: func(ip netip.Addr, to string) { unsent <- ip.String() + " " + to },
+		}, slog.New(slog.DiscardHandler))
+		h.ValidUntil(time.Now().Add(time.Hour))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}}, false)
+		go func() { h.Run(ctx); close(done) }()
+		if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
+			t.Fatalf("first write: %q", w)
+		}
+		return srv, h, unsent, func() { cancel(); <-done }
+	}
+	attempted := func(srv *leaseServer, n int32) {
+		for end := time.Now().Add(5 * time.Second); srv.attempts.Load() < n && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	t.Run("refused: given up, reported, never written", func(t *testing.T) {
+		srv, h, unsent, stop := start(t)
+		defer stop()
+		srv.fail.Store(http.StatusConflict)
+		h.Set(offering, false)
+		select {
+		case got := <-unsent:
+			if got != "198.51.100.1 n2" {
+				t.Errorf("reported %q, want 198.51.100.1 n2", got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no offer reported unsent")
+		}
+		srv.fail.Store(0)
+		h.Set(offering, false) // before the owner heard
+		time.Sleep(200 * time.Millisecond)
+		h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}, Leader: true}, false) // taken back
+		srv.waitWrites(2, 5*time.Second)
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if len(srv.handovers) != 2 || srv.handovers[1] != "" {
+			t.Errorf("handover annotations written %q, want none", srv.handovers)
+		}
+	})
+	t.Run("a write that may have been stored: never given up", func(t *testing.T) {
+		srv, h, unsent, stop := start(t)
+		defer stop()
+		srv.fail.Store(http.StatusInternalServerError)
+		h.Set(offering, false)
+		attempted(srv, 2)
+		srv.fail.Store(http.StatusConflict)
+		changed := offering
+		changed.Leader = true // so that it is written again
+		h.Set(changed, false)
+		attempted(srv, 3)
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case got := <-unsent:
+			t.Errorf("reported %q unsent, though the first write may have stored it", got)
+		default:
+		}
+	})
+}
+
+func TestNotWritten(t *testing.T) {
+	dial := &url.Error{Op: "Put", URL: "https://198.51.100.1:6443", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	read := &url.Error{Op: "Put", URL: "https://198.51.100.1:6443", Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}
+	gr := schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no connection", fmt.Errorf("write member Lease: %w", dial), true},
+		{"connection reset after sending", read, false},
+		{"timeout", context.DeadlineExceeded, false},
+		{"conflict", apierrors.NewConflict(gr, "l2lbd-n1", errors.New("changed")), true},
+		{"forbidden", apierrors.NewForbidden(gr, "l2lbd-n1", errors.New("no")), true},
+		{"too many requests", apierrors.NewTooManyRequests("later", 1), true},
+		{"server timeout", apierrors.NewServerTimeout(gr, "update", 1), false},
+		{"internal error", apierrors.NewInternalError(errors.New("etcd")), false},
+	} {
+		if got := notWritten(tc.err); got != tc.want {
+			t.Errorf("%s: notWritten = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -146,6 +147,9 @@ type Heartbeat struct {
 	// onWrite hears of every successful renewal: the renewTime the API
 	// server stored and when the write was sent, by this node's clock.
 	onWrite func(renew, sent time.Time)
+	// onUnsent hears of a hand-over offer no write carried to the API
+	// server (see Run); no write carries it afterwards.
+	onUnsent func(ip netip.Addr, to string)
 
 	member     atomic.Pointer[Member]
 	urgent     atomic.Bool  // a Set since the last write may not wait
@@ -162,14 +166,37 @@ type Heartbeat struct {
 	written       map[string]string
 	writtenMember Member
 	lastWrite     time.Time
+	// The hand-over offer of the Member being written: whether a write
+	// since it was set may have reached the API server, and the offer
+	// given up because none could.
+	offer        offer
+	offerMaySent bool
+	unsent       offer
+}
+
+// offer is a hand-over offer: ip to node to.
+type offer struct {
+	ip netip.Addr
+	to string
+}
+
+func (m Member) offer() offer { return offer{m.Handover, m.HandoverTo} }
+
+// HeartbeatHooks are what a heartbeat tells its owner, from Run's
+// goroutine; either may be nil.
+type HeartbeatHooks struct {
+	// Written follows every successful write.
+	Written func(renew, sent time.Time)
+	// Unsent follows the write that gave a hand-over offer of ip to node
+	// to up (see Run).
+	Unsent func(ip netip.Addr, to string)
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
-// Run and the first Set. onWrite, if not nil, is called after every
-// successful write, from Run's goroutine.
-func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, onWrite func(renew, sent time.Time), log *slog.Logger) *Heartbeat {
-	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration, onWrite: onWrite,
-		log: log, base: time.Now(), kick: make(chan struct{}, 1)}
+// Run and the first Set.
+func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, hooks HeartbeatHooks, log *slog.Logger) *Heartbeat {
+	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration,
+		onWrite: hooks.Written, onUnsent: hooks.Unsent, log: log, base: time.Now(), kick: make(chan struct{}, 1)}
 }
 
 // Set publishes m: immediately if it changed, unless it only adds claims
@@ -211,6 +238,13 @@ func (h *Heartbeat) validAt(m Member, t time.Time) Member {
 
 // Run renews until ctx is done. Failures are logged once per kind and retried
 // at the next tick; they never stop it.
+//
+// A hand-over offer whose first writes all failed before reaching the API
+// server (no connection, or refused by it) is given up: no peer can have
+// seen it, so the offering node may answer for the address again, which
+// Unsent tells it. From then on no write carries that offer, not even one
+// Set before the owner heard: a write in flight must not land an offer its
+// node has taken back.
 func (h *Heartbeat) Run(ctx context.Context) error {
 	tick := time.NewTicker(h.renew)
 	defer tick.Stop()
@@ -245,8 +279,32 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			}
 			continue // nothing to publish yet
 		}
+		o := m.offer()
+		if o != h.unsent {
+			h.unsent = offer{} // taken back (or another one)
+		} else if o.ip.IsValid() {
+			if urgent {
+				h.urgent.Store(true)
+			}
+			continue // given up: the owner's next Set takes it back
+		}
+		if o != h.offer {
+			h.offer, h.offerMaySent = o, false
+		}
 		gathering = nil
-		if err := h.write(ctx, m); err != nil {
+		maySent, err := h.write(ctx, m)
+		if o.ip.IsValid() && !h.offerMaySent {
+			if maySent {
+				h.offerMaySent = true
+			} else {
+				h.unsent = o
+				h.log.Warn("cannot write a hand-over offer; taking it back", append([]any{"ip", o.ip, "to", o.to}, ErrAttrs(err)...)...)
+				if h.onUnsent != nil {
+					h.onUnsent(o.ip, o.to)
+				}
+			}
+		}
+		if err != nil {
 			if urgent {
 				h.urgent.Store(true)
 			}
@@ -263,8 +321,10 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	}
 }
 
-// write renews the Lease with m, creating it if needed.
-func (h *Heartbeat) write(ctx context.Context, m Member) error {
+// write renews the Lease with m, creating it if needed. maySent: the
+// write may have reached the API server and taken effect (it did if err
+// is nil).
+func (h *Heartbeat) write(ctx context.Context, m Member) (maySent bool, err error) {
 	// A loaded API server may take longer than the fastest lease duration
 	// allowed; a late renewal still counts once it is seen back.
 	ctx, cancel := context.WithTimeout(ctx, max(h.duration, time.Second))
@@ -284,7 +344,7 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 		case apierrors.IsNotFound(err):
 			l = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.namespace}}
 		case err != nil:
-			return fmt.Errorf("get member Lease: %w", err)
+			return false, fmt.Errorf("get member Lease: %w", err)
 		}
 		h.lease = l
 	}
@@ -304,13 +364,26 @@ func (h *Heartbeat) write(ctx context.Context, m Member) error {
 	out := &coordinationv1.Lease{}
 	if err := req.Namespace(h.namespace).Resource("leases").Body(l).Do(ctx).Into(out); err != nil {
 		h.lease = nil // re-read before the next attempt (conflict, deleted)
-		return fmt.Errorf("write member Lease: %w", err)
+		return !notWritten(err), fmt.Errorf("write member Lease: %w", err)
 	}
 	h.lease, h.written, h.writtenMember, h.lastWrite = out, ann, m, sent
 	if out.Spec.RenewTime != nil && h.onWrite != nil {
 		h.onWrite(out.Spec.RenewTime.Time, sent)
 	}
-	return nil
+	return true, nil
+}
+
+// notWritten reports whether a write that failed with err certainly took
+// no effect: it never left this node (no connection to the API server), or
+// the API server refused it. A timeout, a reset or a server error may
+// follow a write that was stored.
+func notWritten(err error) bool {
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsForbidden(err) ||
+		apierrors.IsUnauthorized(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
+		apierrors.IsTooManyRequests(err)
 }
 
 // flush writes what was Set and not yet written (claims held back, or a
@@ -328,7 +401,7 @@ func (h *Heartbeat) flush() {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if err := h.write(ctx, m); err != nil {
+	if _, err := h.write(ctx, m); err != nil {
 		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
 	}
 }

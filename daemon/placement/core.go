@@ -100,6 +100,12 @@ type Write struct {
 	Sent  time.Time // when the write was sent, by this node's clock
 }
 
+// Offer is a hand-over offer of IP to node To.
+type Offer struct {
+	IP netip.Addr
+	To string
+}
+
 // Conflict is another MAC announcing an address this node answers for.
 type Conflict struct {
 	IP  netip.Addr
@@ -124,7 +130,10 @@ type Observation struct {
 	Nodes      []NodeUpdate
 	Services   []ServiceUpdate
 	Writes     []Write
-	Conflicts  []Conflict
+	// Unsent are hand-over offers the heartbeat gave up: no write that
+	// carried them can have reached the API server, and none will.
+	Unsent    []Offer
+	Conflicts []Conflict
 }
 
 // Plan is what the daemon does after a step.
@@ -197,6 +206,9 @@ const FreshLog = "view of the cluster is fresh; placing addresses"
 // HandoverLog is logged when this node offers an address to a peer to
 // balance the load (the chaos checker reads it).
 const HandoverLog = "handing an address over to balance the load"
+
+// WithdrawLog is logged when this node takes back an offer nobody took.
+const WithdrawLog = "hand-over withdrawn"
 
 // ConflictReport is a conflict worth telling the operator about.
 type ConflictReport struct {
@@ -467,7 +479,7 @@ func (c *Core) Step(o Observation) Plan {
 		s.full = true // what settling held back is taken now
 	}
 	stale := c.frozen && (o.Now.Sub(c.frozenSince) >= c.t.Lease || !c.awaySince.IsZero())
-	c.endHandover(s)
+	c.endHandover(s, o.Unsent)
 	nodes := c.nodeList()
 	if s.reclaim.IsValid() {
 		self := &nodes[len(nodes)-1]
@@ -1282,10 +1294,14 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 // decisions (the ordinary rule keeps an address with its claimant). A
 // target that renews but has not taken it within a lease duration (its
 // view differs) sees the offer withdrawn and the address placed by the
-// ordinary rule, which every node agrees on. Either way nothing is offered
+// ordinary rule, which every node agrees on. An offer the heartbeat could
+// not write (unsent) is withdrawn at once, and this node answers again
+// even with a stale view (cut off from the API a moment before it offered):
+// no peer saw the offer, so each still counts this node as the address's
+// claimant, as for the addresses it kept. Either way nothing is offered
 // for a while, so that an address is not offered, left unanswered and
 // offered again in turn. It runs before the node list is built.
-func (c *Core) endHandover(s *step) {
+func (c *Core) endHandover(s *step, unsent []Offer) {
 	ip := c.handover
 	if !ip.IsValid() {
 		return
@@ -1304,19 +1320,39 @@ func (c *Core) endHandover(s *step) {
 	}
 	target := c.peers[to]
 	gone := target == nil || !c.t.offerable(target, s.now) || !c.eligible(to, ip, a)
-	if !gone && s.now.Sub(c.handoverAt) < c.t.Lease {
+	notSent := slices.Contains(unsent, Offer{ip, to})
+	if !gone && !notSent && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
 	}
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	s.touch(ip)
 	c.nextShed = s.now.Add(handoverBackoff)
-	if iface, ok := c.interfaceFor(ip); ok && gone && !c.frozen && c.addrs[ip] != nil {
+	iface, usable := c.interfaceFor(ip)
+	why := "not taken within a lease duration"
+	switch {
+	case notSent:
+		why = "never written: the API server is out of reach"
+	case gone:
+		why = "its target stopped renewing or can no longer take it"
+	}
+	if usable && (notSent && c.mayKeep(ip, a) || !notSent && gone && !c.frozen) {
 		s.own(c, ip, iface)
 		s.reclaim = ip
-		s.note(slog.LevelWarn, "hand-over not taken: its target stopped renewing; the offer is withdrawn and this node claims the address again", "ip", ip, "to", to)
+		s.note(slog.LevelWarn, WithdrawLog, "ip", ip, "to", to, "reason", why, "then", "this node answers for it again")
 		return
 	}
-	s.note(slog.LevelWarn, "hand-over not taken; the address is placed anew", "ip", ip, "to", to)
+	s.note(slog.LevelWarn, WithdrawLog, "ip", ip, "to", to, "reason", why, "then", "placed anew")
+}
+
+// mayKeep reports whether this node may go on answering for ip as far as
+// it can tell, its view's freshness aside: Ready, not excluded, serving
+// the pool, an endpoint of every Local Service sharing it.
+func (c *Core) mayKeep(ip netip.Addr, a *address) bool {
+	nodes := c.nodeList()
+	self := nodes[len(nodes)-1]
+	self.Live = true
+	addr := c.address(ip, a)
+	return Eligible(&self, &addr)
 }
 
 // eligible reports whether node may answer for ip in this node's view.

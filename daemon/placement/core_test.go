@@ -1290,6 +1290,67 @@ func TestCoreTransitions(t *testing.T) {
 			want: twelveIPs,
 		},
 		{
+			// Found by the one-hour soak (session 8): a node cut off from
+			// the API 250 ms before it offered an address stopped
+			// answering it; the offer never reached the API server, and
+			// the address waited for the node's Lease to expire.
+			name:      "hand-over not written (cut off just before it): withdrawn at once, the address answered again",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered := s.offerFromFull()
+				s.advance(10 * time.Millisecond)
+				p := s.step(Observation{Unsent: []Offer{{offered, s.plan.Publish.HandoverTo}}})
+				if _, ok := s.c.owned[offered]; !ok || p.Publish.Handover.IsValid() || !slices.Contains(p.Publish.Claims, offered) {
+					t.Errorf("answering %s: %v, claiming it: %v, offering %v: want the offer withdrawn and the address answered and claimed",
+						offered, ok, slices.Contains(p.Publish.Claims, offered), p.Publish.Handover)
+				}
+				return p
+			},
+			want: twelveIPs,
+		},
+		{
+			name:      "hand-over not written: a report of an offer no longer made changes nothing",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered, target, other := s.offerFromFullTo()
+				s.advance(10 * time.Millisecond)
+				p := s.step(Observation{Unsent: []Offer{{offered, other}}})
+				if _, ok := s.c.owned[offered]; ok || p.Publish.Handover != offered || p.Publish.HandoverTo != target {
+					t.Errorf("answering %s: %v, offering %v to %s: want the offer to %s to stand", offered, ok, p.Publish.Handover, p.Publish.HandoverTo, target)
+				}
+				return p
+			},
+			want: twelveIPs[1:], // the offered one is the lowest
+		},
+		{
+			// Found by review: a node that learnt it is NotReady, and then
+			// lost sight of its renewals (its view frozen, which keeps what
+			// it has), must not take back an offer nobody saw.
+			name:      "hand-over not written while this node is NotReady and frozen: withdrawn, the address not answered",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered, target, _ := s.offerFromFullTo()
+				s.advance(10 * time.Millisecond)
+				s.step(Observation{Nodes: []NodeUpdate{{Name: "a"}}})
+				for range 2 { // written, never seen back: frozen (within a lease duration of the offer)
+					s.advance(timings.Renew)
+					s.renew++
+					s.step(Observation{Writes: []Write{{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}},
+						Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})})
+				}
+				if !s.c.frozen || s.plan.Publish.Handover != offered {
+					t.Fatalf("setup: frozen %v, offering %v; want frozen, still offering %s", s.c.frozen, s.plan.Publish.Handover, offered)
+				}
+				p := s.step(Observation{Unsent: []Offer{{offered, target}}})
+				if _, ok := s.c.owned[offered]; ok || slices.Contains(p.Publish.Claims, offered) || p.Publish.Handover.IsValid() {
+					t.Errorf("answering %s: %v, claiming it %v, offering %v; want the offer withdrawn and the address neither answered nor claimed",
+						offered, ok, slices.Contains(p.Publish.Claims, offered), p.Publish.Handover)
+				}
+				return p
+			},
+			want: []string{},
+		},
+		{
 			// Found by the one-hour soak (session 7): a renewal sent just
 			// before its node was cut off and then paused sat in a TCP
 			// retransmission, was accepted when the cut ended, and revived

@@ -404,7 +404,7 @@ func (c *checker) handedBy(ip netip.Addr, n int, t time.Time) int {
 		case l.msg == placement.HandoverLog && t.Sub(l.at) < c.t.handover() &&
 			parseSlog(l.text)["to"] == c.facts.nodes[n]:
 			by, at = l.node, l.at
-		case strings.HasPrefix(l.msg, "hand-over not taken") && by == l.node && l.at.After(at):
+		case l.msg == placement.WithdrawLog && by == l.node && l.at.After(at):
 			by = -1
 		}
 	}

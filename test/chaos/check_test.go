@@ -237,7 +237,7 @@ func TestChecker(t *testing.T) {
 					text: fmt.Sprintf("ip=%s to=node-%d", ip, h.c)})
 			}
 			for _, w := range tc.withdrawn {
-				logs = append(logs, logLine{at: at(w.from), node: w.node, ip: ip, msg: "hand-over not taken; the address is placed anew"})
+				logs = append(logs, logLine{at: at(w.from), node: w.node, ip: ip, msg: placement.WithdrawLog})
 			}
 			slices.SortFunc(logs, func(a, b logLine) int { return a.at.Compare(b.at) })
 			c := &checker{t: defaultTimings, logs: logs, facts: f, elig: f.eligibility(at(40)), outages: f.apiOutages(at(40)),
