@@ -225,6 +225,10 @@ func warnRestartOnly(log *slog.Logger, old, cur *config.Config) {
 	}
 }
 
+// NoCopyLog is logged when the daemon cannot keep a copy of a config it
+// accepted (its state directory is missing or not writable).
+const NoCopyLog = "cannot keep a copy of the config; a start with a broken file will fail"
+
 // saveLastGood keeps data, a config just accepted, for a start with a
 // broken file. Failing to is no reason to stop serving.
 func saveLastGood(log *slog.Logger, dir string, data []byte) {
@@ -232,6 +236,6 @@ func saveLastGood(log *slog.Logger, dir string, data []byte) {
 		return
 	}
 	if err := config.SaveLastGood(dir, data); err != nil {
-		log.Warn("cannot keep a copy of the config; a start with a broken file will fail", "err", err)
+		log.Warn(NoCopyLog, "err", err)
 	}
 }

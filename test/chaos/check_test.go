@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	l2lbdaemon "github.com/l2lb/l2lb/daemon"
 	"github.com/l2lb/l2lb/daemon/placement"
 	"github.com/l2lb/l2lb/test/lab"
 )
@@ -300,5 +302,19 @@ func TestConflictLines(t *testing.T) {
 				t.Errorf("%d violations, want %d: %v", len(got), tc.want, got)
 			}
 		})
+	}
+}
+
+// TestAsInstalled: a daemon that keeps no copy of its config is reported
+// once per node; other lines are not.
+func TestAsInstalled(t *testing.T) {
+	at := time.Unix(1000, 0)
+	line := func(node int, msg string) logLine {
+		return logLine{at: at, node: node, msg: msg, text: `level=WARN msg="` + msg + `" err="open /x: no such file or directory"`}
+	}
+	logs := []logLine{line(0, "l2lbd starting"), line(1, l2lbdaemon.NoCopyLog), line(1, l2lbdaemon.NoCopyLog), line(0, placement.FreshLog)}
+	got := checkAsInstalled(logs, []string{"node-0", "node-1"})
+	if len(got) != 1 || got[0].node != "node-1" || !strings.Contains(got[0].what, "no such file") {
+		t.Errorf("violations %+v, want one for node-1 naming the error", got)
 	}
 }

@@ -127,6 +127,7 @@ func run(t *testing.T, o options) {
 	c.checkAll()
 	h.violations = append(h.violations, c.violations...)
 	h.violations = append(h.violations, checkConflictLines(logs, names, h.facts.stopped())...)
+	h.violations = append(h.violations, checkAsInstalled(logs, names)...)
 	h.checkHostile(hostile, hostileErr, faultsEnd)
 	if convergeErr != nil {
 		h.report(violation{invariant: "4: convergence", at: faultsEnd.Add(tm.converge()), what: convergeErr.Error()})

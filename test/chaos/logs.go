@@ -2,11 +2,14 @@ package chaos
 
 import (
 	"bufio"
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	l2lbdaemon "github.com/l2lb/l2lb/daemon"
 )
 
 // logLine is one line of a daemon's log that says what it decided.
@@ -27,6 +30,23 @@ var nodeWide = []string{
 	"answering again for the addresses claimed", "keeping the member Lease", "cannot delete the member Lease",
 	"became the IPAM leader", "no longer the IPAM leader", "config reload", "config reloaded",
 	"cannot renew member Lease", "member Lease renewed again", "replacing the informers",
+	l2lbdaemon.NoCopyLog,
+}
+
+// checkAsInstalled finds lines that say a daemon runs unlike under its
+// unit: without a state directory it keeps no copy of its config, and a
+// restart during a garbage config exits instead of serving on it.
+func checkAsInstalled(logs []logLine, nodes []string) []violation {
+	var out []violation
+	seen := map[int]bool{}
+	for _, l := range logs {
+		if l.msg == l2lbdaemon.NoCopyLog && !seen[l.node] {
+			seen[l.node] = true
+			out = append(out, violation{invariant: "4: daemons run as installed", at: l.at, node: nodes[l.node],
+				what: fmt.Sprintf("l2lbd on %s cannot keep a copy of its config: %s", nodes[l.node], parseSlog(l.text)["err"])})
+		}
+	}
+	return out
 }
 
 // readLog reads the decisions of daemon node from its log file: every
