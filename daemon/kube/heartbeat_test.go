@@ -231,6 +231,67 @@ func TestHeartbeatUnsentOffer(t *testing.T) {
 			t.Errorf("handover annotations written %q, want none", srv.handovers)
 		}
 	})
+	noOffer := func(t *testing.T, srv *leaseServer) {
+		t.Helper()
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for _, ho := range srv.handovers {
+			if ho != "" {
+				t.Errorf("handover annotations written %q, want none", srv.handovers)
+				return
+			}
+		}
+	}
+	giveUp := func(t *testing.T, srv *leaseServer, h *Heartbeat, unsent chan string) {
+		t.Helper()
+		srv.fail.Store(http.StatusConflict)
+		h.Set(offering, false)
+		select {
+		case <-unsent:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no offer reported unsent")
+		}
+		srv.fail.Store(0)
+	}
+	// Found by review: the offer was read after validAt, which leaves it
+	// out once the claims lapse, and forgotten.
+	t.Run("given up, then the claims lapse and are renewed before the owner's Set: never written", func(t *testing.T) {
+		srv, h, unsent, stop := start(t)
+		defer stop()
+		giveUp(t, srv, h, unsent)
+		h.ValidUntil(time.Now().Add(-time.Second))
+		h.Set(offering, false) // written without claims or offer
+		srv.waitWrites(2, 5*time.Second)
+		h.ValidUntil(time.Now().Add(time.Hour))
+		h.Set(offering, false) // the owner has not heard yet
+		time.Sleep(200 * time.Millisecond)
+		noOffer(t, srv)
+	})
+	t.Run("given up: the stop's last write leaves it out", func(t *testing.T) {
+		srv, h, unsent, stop := start(t)
+		giveUp(t, srv, h, unsent)
+		stop()
+		noOffer(t, srv)
+	})
+	t.Run("stored, then a write without it (claims lapsed), then refused: not given up", func(t *testing.T) {
+		srv, h, unsent, stop := start(t)
+		defer stop()
+		h.Set(offering, false)
+		srv.waitWrites(2, 5*time.Second) // stored
+		h.ValidUntil(time.Now().Add(-time.Second))
+		h.Set(offering, false)
+		srv.waitWrites(3, 5*time.Second)
+		h.ValidUntil(time.Now().Add(time.Hour))
+		srv.fail.Store(http.StatusConflict)
+		h.Set(offering, false)
+		attempted(srv, 4)
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case got := <-unsent:
+			t.Errorf("reported %q unsent, though a write stored it", got)
+		default:
+		}
+	})
 	t.Run("a write that may have been stored: never given up", func(t *testing.T) {
 		srv, h, unsent, stop := start(t)
 		defer stop()

@@ -272,14 +272,18 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		// Taken before the Member is read: a Set that may not wait,
 		// arriving after this, makes the next write immediate.
 		urgent := h.urgent.Swap(false)
-		m, ok := h.current()
-		if !ok {
+		raw := h.member.Load()
+		if raw == nil {
 			if urgent {
 				h.urgent.Store(true)
 			}
 			continue // nothing to publish yet
 		}
-		o := m.offer()
+		m := h.validAt(*raw, time.Now())
+		// The owner's offer, even while validAt leaves it out of m: an
+		// offer given up stays given up, and one a write stored stays
+		// stored, across a lapse of the claims.
+		o := raw.offer()
 		if o != h.unsent {
 			h.unsent = offer{} // taken back (or another one)
 		} else if o.ip.IsValid() {
@@ -361,6 +365,10 @@ func (h *Heartbeat) write(ctx context.Context, m Member) (maySent bool, err erro
 	if l.ResourceVersion == "" {
 		req = leases.Post()
 	}
+	// No retry inside the request: its error would describe the last
+	// attempt only, and an earlier one (a 5xx with Retry-After from a proxy)
+	// may have been stored, which notWritten must not miss.
+	req = req.MaxRetries(0)
 	out := &coordinationv1.Lease{}
 	if err := req.Namespace(h.namespace).Resource("leases").Body(l).Do(ctx).Into(out); err != nil {
 		h.lease = nil // re-read before the next attempt (conflict, deleted)
@@ -394,6 +402,9 @@ func (h *Heartbeat) flush() {
 	m, ok := h.current()
 	if h.skipFlush.Load() || !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
 		return
+	}
+	if o := h.member.Load().offer(); o.ip.IsValid() && o == h.unsent {
+		return // given up: the Lease keeps the claims last written
 	}
 	deadline := time.Now().Add(max(h.duration, time.Second))
 	if by := h.finishBy.Load(); by != 0 {

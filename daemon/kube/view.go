@@ -194,8 +194,9 @@ func (s *informerSet) start(ctx context.Context) {
 // stopWait bounds how long a shutdown waits for the informers to return.
 // client-go's watch-list retry sleeps out its backoff (up to a minute after
 // a long API outage) without looking at the stop signal: neither replacing
-// the informers nor stopping the daemon may wait on that. A straggler's
-// only effect is a change signal, which readers take as a hint.
+// the informers nor stopping the daemon may wait on that. A straggler
+// holds its copy of the cache until its backoff ends, and may send a change
+// signal, which readers take as a hint: they read the current set.
 const stopWait = time.Second
 
 // shutdown stops the informers and waits at most wait for them.

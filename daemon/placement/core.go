@@ -1287,7 +1287,8 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 }
 
 // endHandover ends the hand-over in flight once a live peer claims the
-// address. If its target stops renewing (killed, paused, cut off), its
+// address. If its target stops renewing (killed, paused, cut off: as far
+// as this node can tell, see stoppedRenewing), its
 // Lease goes, or it is no longer eligible (NotReady, relabelled, its
 // endpoints moved) before it took the address, the offer is withdrawn and this
 // node answers for the address again, claiming it for this step's
@@ -1319,7 +1320,7 @@ func (c *Core) endHandover(s *step, unsent []Offer) {
 		return
 	}
 	target := c.peers[to]
-	gone := target == nil || !c.t.offerable(target, s.now) || !c.eligible(to, ip, a)
+	gone := target == nil || c.stoppedRenewing(target, s.now) || !c.eligible(to, ip, a)
 	notSent := slices.Contains(unsent, Offer{ip, to})
 	if !gone && !notSent && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
@@ -1331,17 +1332,29 @@ func (c *Core) endHandover(s *step, unsent []Offer) {
 	why := "not taken within a lease duration"
 	switch {
 	case notSent:
-		why = "never written: the API server is out of reach"
+		why = "never written (no connection to the API server, or refused by it)"
 	case gone:
 		why = "its target stopped renewing or can no longer take it"
 	}
-	if usable && (notSent && c.mayKeep(ip, a) || !notSent && gone && !c.frozen) {
+	// Unsent: answered again only while peers still count this node's
+	// claims (a late report may follow a write that hung until its peers
+	// expired it and one took the address).
+	current := c.awaySince.IsZero() && s.now.Sub(c.lastWrite) < c.t.window()
+	if usable && (notSent && current && c.mayKeep(ip, a) || !notSent && gone && !c.frozen) {
 		s.own(c, ip, iface)
 		s.reclaim = ip
 		s.note(slog.LevelWarn, WithdrawLog, "ip", ip, "to", to, "reason", why, "then", "this node answers for it again")
 		return
 	}
 	s.note(slog.LevelWarn, WithdrawLog, "ip", ip, "to", to, "reason", why, "then", "placed anew")
+}
+
+// stoppedRenewing reports whether this node can tell that peer p stopped
+// renewing: unseen for silent(), and a renewal of its own, sent after p's
+// next two were due, has come back since. Without the second part a node
+// cut off from the API would read its own deafness as p's silence.
+func (c *Core) stoppedRenewing(p *peer, now time.Time) bool {
+	return !c.t.offerable(p, now) && !c.fresh.Before(p.seenAt.Add(c.t.silent()))
 }
 
 // mayKeep reports whether this node may go on answering for ip as far as

@@ -1309,6 +1309,64 @@ func TestCoreTransitions(t *testing.T) {
 			want: twelveIPs,
 		},
 		{
+			// Found by review: a late report (a write that hung for a
+			// lease duration, then could not connect) came after peers had
+			// expired this node and one had taken the address.
+			name:      "hand-over not written, reported after this node's claims lapsed in its peers' eyes: not answered again",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				// Renewals stop a renew interval before the offer, whose
+				// write then hangs.
+				svcs, all := twelve()
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				peers := []LeaseUpdate{lease("b"), lease("c")}
+				s.fresh(peers...)
+				for range 8 {
+					s.advance(timings.Renew)
+					if s.step(Observation{Leases: s.renewPeers(peers)}); s.plan.Publish.Handover.IsValid() {
+						break
+					}
+					s.fresh(peers...)
+				}
+				offered, target := s.plan.Publish.Handover, s.plan.Publish.HandoverTo
+				last := s.c.lastWrite
+				if !offered.IsValid() || s.now.Sub(last) < timings.Renew {
+					t.Fatalf("setup: offering %v %v after the last write; want an offer a renew interval after it", offered, s.now.Sub(last))
+				}
+				for s.now.Sub(last) < 3200*time.Millisecond { // no write succeeds
+					s.advance(timings.Renew / 4)
+					s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})})
+				}
+				p := s.step(Observation{Unsent: []Offer{{offered, target}}})
+				if _, ok := s.c.owned[offered]; ok || slices.Contains(p.Publish.Claims, offered) {
+					t.Errorf("answering %s again %v after the last renewal was written", offered, s.now.Sub(last))
+				}
+				return p
+			},
+			want: nil, // whatever a frozen, lapsed node keeps
+		},
+		{
+			// Found by review: the node was cut off right after its offer
+			// was written; the target took the address, and the node read
+			// its own deafness as the target's silence.
+			name:      "hand-over written, then this node is cut off: the target's silence it cannot hear is not a reason to answer again",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				offered, _, _ := s.offerFromFullTo()
+				s.advance(300 * time.Millisecond)
+				p := s.step(s.renewed(Observation{})) // the offer, written and seen back; then cut off
+				for range 12 {
+					s.advance(timings.Renew / 4)
+					p = s.step(Observation{})
+					if _, ok := s.c.owned[offered]; ok {
+						t.Fatalf("answering %s again %v after the offer was written (frozen %v)", offered, s.now.Sub(s.c.lastWrite), s.c.frozen)
+					}
+				}
+				return p
+			},
+			want: nil,
+		},
+		{
 			name:      "hand-over not written: a report of an offer no longer made changes nothing",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
@@ -1329,17 +1387,33 @@ func TestCoreTransitions(t *testing.T) {
 			name:      "hand-over not written while this node is NotReady and frozen: withdrawn, the address not answered",
 			rebalance: true,
 			run: func(t *testing.T, s *sim) Plan {
-				offered, target, _ := s.offerFromFullTo()
-				s.advance(10 * time.Millisecond)
-				s.step(Observation{Nodes: []NodeUpdate{{Name: "a"}}})
-				for range 2 { // written, never seen back: frozen (within a lease duration of the offer)
+				// The informers lag: a renewal written a renew interval
+				// after the last one seen back, then the offer, whose
+				// write hangs; NotReady arrives, the view freezes, and the
+				// write fails to connect, all within the claims' window.
+				svcs, all := twelve()
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				peers := []LeaseUpdate{lease("b"), lease("c")}
+				for range 8 {
+					s.fresh(peers...)
 					s.advance(timings.Renew)
 					s.renew++
-					s.step(Observation{Writes: []Write{{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}},
-						Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})})
+					written := Write{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}
+					if s.step(Observation{Writes: []Write{written}, Leases: s.renewPeers(peers)}); s.plan.Publish.Handover.IsValid() {
+						break
+					}
 				}
-				if !s.c.frozen || s.plan.Publish.Handover != offered {
-					t.Fatalf("setup: frozen %v, offering %v; want frozen, still offering %s", s.c.frozen, s.plan.Publish.Handover, offered)
+				offered, target := s.plan.Publish.Handover, s.plan.Publish.HandoverTo
+				if !offered.IsValid() {
+					t.Fatal("setup: no offer")
+				}
+				s.advance(10 * time.Millisecond)
+				s.step(Observation{Nodes: []NodeUpdate{{Name: "a"}}, Leases: s.renewPeers(peers)})
+				s.advance(timings.Renew)
+				s.step(Observation{Leases: s.renewPeers(peers)})
+				if !s.c.frozen || s.plan.Publish.Handover != offered || s.now.Sub(s.c.lastWrite) >= s.c.Window() {
+					t.Fatalf("setup: frozen %v, offering %v, %v since the last write; want frozen, still offering %s, within the window",
+						s.c.frozen, s.plan.Publish.Handover, s.now.Sub(s.c.lastWrite), offered)
 				}
 				p := s.step(Observation{Unsent: []Offer{{offered, target}}})
 				if _, ok := s.c.owned[offered]; ok || slices.Contains(p.Publish.Claims, offered) || p.Publish.Handover.IsValid() {

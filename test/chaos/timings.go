@@ -54,9 +54,10 @@ func (t timings) afterAPI() time.Duration { return t.renew + 2*t.lease + time.Se
 // stops and writes its Lease at once; the new one answers when its watch
 // delivers that write, well within a renew interval. If the target dies
 // right after the offer, the old owner answers again once the target's
-// renewals have gone unseen for two renew intervals (placement's silent),
-// plus the resolution.
-func (t timings) handover() time.Duration { return 2*t.renew + t.resolution() }
+// renewals have gone unseen for two renew intervals (placement's silent)
+// and a renewal of its own sent after that has come back (the next one,
+// within a renew interval), plus the resolution.
+func (t timings) handover() time.Duration { return 3*t.renew + t.resolution() }
 
 // twoMACs bounds the window in which two MACs may answer for one address
 // after a takeover: until the old owner sees it. A fresh node's view is at
