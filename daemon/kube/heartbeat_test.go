@@ -179,9 +179,10 @@ func TestHeartbeatHeldBackClaims(t *testing.T) {
 func TestHeartbeatUnsentOffer(t *testing.T) {
 	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
 	offering := Member{Pools: []string{"lan"}, Claims: []netip.Addr{b}, Handover: a, HandoverTo: "n2"}
+	var api *httptest.Server // the last one started
 	start := func(t *testing.T) (*leaseServer, *Heartbeat, chan string, func()) {
 		srv := &leaseServer{}
-		api := httptest.NewServer(srv)
+		api = httptest.NewServer(srv)
 		t.Cleanup(api.Close)
 		client, err := NewClient(&rest.Config{Host: api.URL})
 		if err != nil {
@@ -260,8 +261,8 @@ func TestHeartbeatUnsentOffer(t *testing.T) {
 		defer stop()
 		giveUp(t, srv, h, unsent)
 		h.ValidUntil(time.Now().Add(-time.Second))
-		h.Set(offering, false) // written without claims or offer
-		srv.waitWrites(2, 5*time.Second)
+		h.Set(offering, false) // lapsed: the offer left out, yet still the one given up
+		time.Sleep(100 * time.Millisecond)
 		h.ValidUntil(time.Now().Add(time.Hour))
 		h.Set(offering, false) // the owner has not heard yet
 		time.Sleep(200 * time.Millisecond)
@@ -290,6 +291,20 @@ func TestHeartbeatUnsentOffer(t *testing.T) {
 		case got := <-unsent:
 			t.Errorf("reported %q unsent, though a write stored it", got)
 		default:
+		}
+	})
+	t.Run("no connection to the API server: given up", func(t *testing.T) {
+		_, h, unsent, stop := start(t)
+		defer stop()
+		api.Close() // connections refused from now on
+		h.Set(offering, false)
+		select {
+		case got := <-unsent:
+			if got != "198.51.100.1 n2" {
+				t.Errorf("reported %q, want 198.51.100.1 n2", got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no offer reported unsent")
 		}
 	})
 	t.Run("a write that may have been stored: never given up", func(t *testing.T) {
