@@ -268,11 +268,14 @@ func TestHeartbeatUnsentOffer(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		noOffer(t, srv)
 	})
-	t.Run("given up: the stop's last write leaves it out", func(t *testing.T) {
+	t.Run("given up: the stop's last write leaves it out and keeps the address claimed, for a successor", func(t *testing.T) {
 		srv, h, unsent, stop := start(t)
 		giveUp(t, srv, h, unsent)
 		stop()
 		noOffer(t, srv)
+		if w := srv.written(); w[len(w)-1] != "198.51.100.1,198.51.100.2" {
+			t.Errorf("claims written %q, want the last with the offered address claimed again", w)
+		}
 	})
 	t.Run("stored, then a write without it (claims lapsed), then refused: not given up", func(t *testing.T) {
 		srv, h, unsent, stop := start(t)
@@ -347,6 +350,98 @@ func TestNotWritten(t *testing.T) {
 	} {
 		if got := notWritten(tc.err); got != tc.want {
 			t.Errorf("%s: notWritten = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestHeartbeatRetriesThrottled: a renewal the API server throttles (429
+// with Retry-After, as API Priority and Fairness does) is retried after it,
+// as client-go does, when no unsettled offer rides on it. Found by review.
+func TestHeartbeatRetriesThrottled(t *testing.T) {
+	srv := &leaseServer{}
+	var throttled atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && throttled.Add(1) == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","code":429}`))
+			return
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	defer api.Close()
+	client, err := NewClient(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHeartbeat(client, "l2lb-system", "n1", time.Hour, 3*time.Second, HeartbeatHooks{}, slog.New(slog.DiscardHandler))
+	h.ValidUntil(time.Now().Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.Set(Member{Pools: []string{"lan"}}, false)
+	go h.Run(ctx)
+	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
+		t.Fatalf("first write: %q", w)
+	}
+	h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, false) // its PUT: 429
+	if w := srv.waitWrites(2, 3*time.Second); len(w) != 2 {
+		t.Errorf("a renewal throttled once (Retry-After: 1) is still unwritten after 3 s: %q", w)
+	}
+}
+
+// TestHeartbeatNoTickLostToAGivenUpOffer: the renewals skipped while a
+// given-up offer waits for its owner are made up by the owner's next Set,
+// even one equal to the Member last written. Found by review: renewals
+// two renew intervals apart, a lease duration at its shortest.
+func TestHeartbeatNoTickLostToAGivenUpOffer(t *testing.T) {
+	const renew = 400 * time.Millisecond
+	srv := &leaseServer{}
+	var mu sync.Mutex
+	var stored []time.Time
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && srv.fail.Load() == 0 {
+			mu.Lock()
+			stored = append(stored, time.Now())
+			mu.Unlock()
+		}
+	}))
+	defer api.Close()
+	client, err := NewClient(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	before := Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}}
+	offering := Member{Pools: []string{"lan"}, Claims: []netip.Addr{b}, Handover: a, HandoverTo: "n2"}
+	unsent := make(chan struct{}, 1)
+	h := NewHeartbeat(client, "l2lb-system", "n1", renew, 2*renew, HeartbeatHooks{
+		Unsent: func(netip.Addr, string) { unsent <- struct{}{} },
+	}, slog.New(slog.DiscardHandler))
+	h.ValidUntil(time.Now().Add(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.Set(before, false)
+	go h.Run(ctx)
+	srv.waitWrites(3, 5*time.Second) // two ticks
+	time.Sleep(renew / 4)
+	srv.fail.Store(http.StatusConflict)
+	h.Set(offering, false)
+	select {
+	case <-unsent:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no offer reported unsent")
+	}
+	srv.fail.Store(0)
+	time.Sleep(renew)    // the owner's step, slow enough for a tick to fall in it
+	h.Set(before, false) // taken back: the Member last written
+	time.Sleep(3 * renew)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(stored); i++ {
+		if gap := stored[i].Sub(stored[i-1]); gap > renew*3/2 {
+			t.Errorf("renewals %v apart (renew interval %v, lease duration %v)", gap.Round(10*time.Millisecond), renew, 2*renew)
 		}
 	}
 }

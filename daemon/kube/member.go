@@ -172,6 +172,7 @@ type Heartbeat struct {
 	offer        offer
 	offerMaySent bool
 	unsent       offer
+	due          bool // a renewal was skipped while an offer was given up
 }
 
 // offer is a hand-over offer: ip to node to.
@@ -259,7 +260,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		case <-gathering:
 		case <-h.kick:
 			m, ok := h.current()
-			if ok && maps.Equal(m.annotations(), h.written) {
+			if ok && maps.Equal(m.annotations(), h.written) && !h.due {
 				continue // nothing new to say before the next tick
 			}
 			if wait := time.Until(h.lastWrite.Add(h.renew / 4)); ok && wait > 0 && !h.urgent.Load() && onlyAddsClaims(h.writtenMember, m) {
@@ -281,8 +282,9 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		}
 		m := h.validAt(*raw, time.Now())
 		// The owner's offer, even while validAt leaves it out of m: an
-		// offer given up stays given up, and one a write stored stays
-		// stored, across a lapse of the claims.
+		// offer given up stays given up across a lapse of the claims, and
+		// one set before a write that may have been stored (with it or
+		// without) is never given up.
 		o := raw.offer()
 		if o != h.unsent {
 			h.unsent = offer{} // taken back (or another one)
@@ -290,13 +292,19 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			if urgent {
 				h.urgent.Store(true)
 			}
-			continue // given up: the owner's next Set takes it back
+			h.due = true // the owner's next Set renews, even if unchanged
+			continue     // given up: the owner's next Set takes it back
 		}
 		if o != h.offer {
 			h.offer, h.offerMaySent = o, false
 		}
 		gathering = nil
-		maySent, err := h.write(ctx, m)
+		h.due = false
+		// While the offer may not have been stored, one attempt per
+		// write: client-go's own retries (after a 5xx with Retry-After)
+		// would hide an earlier attempt that was stored behind the last
+		// one's error.
+		maySent, err := h.write(ctx, m, !o.ip.IsValid() || h.offerMaySent)
 		if o.ip.IsValid() && !h.offerMaySent {
 			if maySent {
 				h.offerMaySent = true
@@ -325,10 +333,10 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	}
 }
 
-// write renews the Lease with m, creating it if needed. maySent: the
-// write may have reached the API server and taken effect (it did if err
-// is nil).
-func (h *Heartbeat) write(ctx context.Context, m Member) (maySent bool, err error) {
+// write renews the Lease with m, creating it if needed, letting client-go
+// retry the request if retry. maySent: the write may have reached the API
+// server and taken effect (it did if err is nil).
+func (h *Heartbeat) write(ctx context.Context, m Member, retry bool) (maySent bool, err error) {
 	// A loaded API server may take longer than the fastest lease duration
 	// allowed; a late renewal still counts once it is seen back.
 	ctx, cancel := context.WithTimeout(ctx, max(h.duration, time.Second))
@@ -365,13 +373,14 @@ func (h *Heartbeat) write(ctx context.Context, m Member) (maySent bool, err erro
 	if l.ResourceVersion == "" {
 		req = leases.Post()
 	}
-	// No retry inside the request: its error would describe the last
-	// attempt only, and an earlier one (a 5xx with Retry-After from a proxy)
-	// may have been stored, which notWritten must not miss.
-	req = req.MaxRetries(0)
+	if !retry {
+		req = req.MaxRetries(0)
+	}
 	out := &coordinationv1.Lease{}
 	if err := req.Namespace(h.namespace).Resource("leases").Body(l).Do(ctx).Into(out); err != nil {
-		h.lease = nil // re-read before the next attempt (conflict, deleted)
+		if !apierrors.IsTooManyRequests(err) {
+			h.lease = nil // re-read before the next attempt (conflict, deleted)
+		}
 		return !notWritten(err), fmt.Errorf("write member Lease: %w", err)
 	}
 	h.lease, h.written, h.writtenMember, h.lastWrite = out, ann, m, sent
@@ -400,11 +409,14 @@ func notWritten(err error) bool {
 // it.
 func (h *Heartbeat) flush() {
 	m, ok := h.current()
+	if o := m.offer(); o.ip.IsValid() && o == h.unsent {
+		// Given up, and not yet taken back: no peer saw it, so the
+		// address is still this node's, for a successor to restore.
+		m.Handover, m.HandoverTo = netip.Addr{}, ""
+		m.Claims = append(slices.Clone(m.Claims), o.ip)
+	}
 	if h.skipFlush.Load() || !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
 		return
-	}
-	if o := h.member.Load().offer(); o.ip.IsValid() && o == h.unsent {
-		return // given up: the Lease keeps the claims last written
 	}
 	deadline := time.Now().Add(max(h.duration, time.Second))
 	if by := h.finishBy.Load(); by != 0 {
@@ -412,7 +424,7 @@ func (h *Heartbeat) flush() {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if _, err := h.write(ctx, m); err != nil {
+	if _, err := h.write(ctx, m, true); err != nil {
 		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
 	}
 }

@@ -1288,8 +1288,8 @@ func (c *Core) rebalance(s *step, nodes []Node) {
 
 // endHandover ends the hand-over in flight once a live peer claims the
 // address. If its target stops renewing (killed, paused, cut off: as far
-// as this node can tell, see stoppedRenewing), its
-// Lease goes, or it is no longer eligible (NotReady, relabelled, its
+// as this node can prove, see stoppedRenewing; not merely expired here),
+// its Lease goes, or it is no longer eligible (NotReady, relabelled, its
 // endpoints moved) before it took the address, the offer is withdrawn and this
 // node answers for the address again, claiming it for this step's
 // decisions (the ordinary rule keeps an address with its claimant). A
@@ -1320,7 +1320,9 @@ func (c *Core) endHandover(s *step, unsent []Offer) {
 		return
 	}
 	target := c.peers[to]
-	gone := target == nil || c.stoppedRenewing(target, s.now) || !c.eligible(to, ip, a)
+	// Not "expired here": a node cut off from the API sees every peer
+	// expire; only what it can prove counts.
+	gone := target == nil || c.stoppedRenewing(target, s.now) || target.live && !c.eligible(to, ip, a)
 	notSent := slices.Contains(unsent, Offer{ip, to})
 	if !gone && !notSent && s.now.Sub(c.handoverAt) < c.t.Lease {
 		return
@@ -1339,7 +1341,7 @@ func (c *Core) endHandover(s *step, unsent []Offer) {
 	// Unsent: answered again only while peers still count this node's
 	// claims (a late report may follow a write that hung until its peers
 	// expired it and one took the address).
-	current := c.awaySince.IsZero() && s.now.Sub(c.lastWrite) < c.t.window()
+	current := s.now.Sub(c.lastWrite) < c.t.window()
 	if usable && (notSent && current && c.mayKeep(ip, a) || !notSent && gone && !c.frozen) {
 		s.own(c, ip, iface)
 		s.reclaim = ip

@@ -1333,7 +1333,7 @@ func TestCoreTransitions(t *testing.T) {
 				if !offered.IsValid() || s.now.Sub(last) < timings.Renew {
 					t.Fatalf("setup: offering %v %v after the last write; want an offer a renew interval after it", offered, s.now.Sub(last))
 				}
-				for s.now.Sub(last) < 3200*time.Millisecond { // no write succeeds
+				for s.now.Sub(last) <= s.c.Window() { // no write succeeds; the claims lapse in peers' eyes
 					s.advance(timings.Renew / 4)
 					s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})})
 				}
@@ -1365,6 +1365,41 @@ func TestCoreTransitions(t *testing.T) {
 				return p
 			},
 			want: nil,
+		},
+		{
+			// Found by review: the target expiring in this node's view
+			// (no renewal heard for a lease duration) ended the offer
+			// without that proof, before the node froze; with
+			// leaseDuration = 2 × renewInterval that came first.
+			name:      "hand-over written, then this node is cut off (lease = 2 renew intervals): the target expiring here is not a reason to answer again",
+			rebalance: true,
+			run: func(t *testing.T, s *sim) Plan {
+				s.c = NewCore("a", Timings{Renew: time.Second, Lease: 2 * time.Second})
+				svcs, all := twelve()
+				s.start(Observation{Services: svcs, Leases: []LeaseUpdate{lease("a", all...)}})
+				peers := []LeaseUpdate{lease("b"), lease("c")}
+				for range 8 { // peers renew 700 ms before each of a's own renewals
+					s.step(Observation{Leases: s.renewPeers(peers)})
+					s.advance(700 * time.Millisecond)
+					if p := s.step(s.renewed(Observation{})); p.Publish.Handover.IsValid() {
+						break
+					}
+					s.advance(300 * time.Millisecond)
+				}
+				offered := s.plan.Publish.Handover
+				if !offered.IsValid() {
+					t.Fatal("setup: no offer")
+				}
+				cut := s.now // the offer's write came back; nothing after it
+				var p Plan
+				for range 20 {
+					s.advance(100 * time.Millisecond)
+					if p = s.step(Observation{}); s.c.owned[offered] != "" {
+						t.Fatalf("answering %s again %v after being cut off (frozen %v)", offered, s.now.Sub(cut), s.c.frozen)
+					}
+				}
+				return p
+			},
 		},
 		{
 			name:      "hand-over not written: a report of an offer no longer made changes nothing",

@@ -53,11 +53,12 @@ func (t timings) afterAPI() time.Duration { return t.renew + 2*t.lease + time.Se
 // handover bounds the gap of a hand-over to balance the load: the old owner
 // stops and writes its Lease at once; the new one answers when its watch
 // delivers that write, well within a renew interval. If the target dies
-// right after the offer, the old owner answers again once the target's
-// renewals have gone unseen for two renew intervals (placement's silent)
-// and a renewal of its own sent after that has come back (the next one,
-// within a renew interval), plus the resolution.
-func (t timings) handover() time.Duration { return 3*t.renew + t.resolution() }
+// right after the offer (its last renewal seen up to a renew interval
+// later), the old owner answers again once that renewal is two renew
+// intervals old (placement's silent) and a renewal of its own sent after
+// that has come back: its next one, within a renew interval, and a round
+// trip to the API server well within another. Plus the resolution.
+func (t timings) handover() time.Duration { return 5*t.renew + t.resolution() }
 
 // twoMACs bounds the window in which two MACs may answer for one address
 // after a takeover: until the old owner sees it. A fresh node's view is at
