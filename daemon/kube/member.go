@@ -411,9 +411,13 @@ func (h *Heartbeat) flush() {
 	m, ok := h.current()
 	if o := m.offer(); o.ip.IsValid() && o == h.unsent {
 		// Given up, and not yet taken back: no peer saw it, so the
-		// address is still this node's, for a successor to restore.
+		// address is still this node's, for a successor to restore,
+		// while peers count its claims (as the core's rule for taking it
+		// back says; the heartbeat writes nothing meanwhile).
 		m.Handover, m.HandoverTo = netip.Addr{}, ""
-		m.Claims = append(slices.Clone(m.Claims), o.ip)
+		if time.Since(h.lastWrite) < h.duration-h.renew {
+			m.Claims = append(slices.Clone(m.Claims), o.ip)
+		}
 	}
 	if h.skipFlush.Load() || !ok || h.written == nil || maps.Equal(m.annotations(), h.written) {
 		return
