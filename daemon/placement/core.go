@@ -870,15 +870,10 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		// that this node took an address from: alive, its next renewal
 		// shows it; dead, its revived claim would win the address back
 		// and nobody would answer.
-		// And none if this node's own writes kept working through the
-		// freeze (its informers lagged): the API server was there for
-		// peers too, and a renewal that did not come back with its own
-		// was not made (each thaw would revive a dead peer).
 		owned := s.owned(c)
-		blind := c.freshBeforeFreeze.IsZero() || !c.lostAt.Before(c.frozenSince)
 		for _, p := range c.peers {
 			tookFrom := !p.live && p.claimsAny(owned)
-			if blind && (c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze)) && !tookFrom {
+			if (c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze)) && !tookFrom {
 				if !p.live {
 					p.liveSince = now
 				}

@@ -1,0 +1,102 @@
+package placement
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestThawRevivesAPeerThatMissedRenewalsInAnOutage (found by review, against
+// a rule that revived no peer after a freeze without a write gap): an API
+// outage in which a missed
+// one renewal (its write gap is exactly 2 renew intervals, so lostAt is
+// never set) while b, renewing half an interval later, missed two and got
+// a 429/Retry-After on its first write after the outage. a's thaw is
+// judged "writes kept working": b, alive throughout (frozen, answering z),
+// is not revived, and a takes z a renew interval after the thaw, half a
+// second before b's renewal comes back. Lease = 2 × renew (allowed).
+// Before 4f573ac b was revived at the thaw and kept z.
+func TestThawRevivesAPeerThatMissedRenewalsInAnOutage(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		tm   Timings
+		// aLost: a's renewal (by sent second) stored but its event lost
+		// (the API server died before the watch sent it); aLate: a's
+		// renewal seen back this late (the reflector relists).
+		aLost map[int]bool
+		aLate map[int]time.Duration
+	}{
+		{"lease 2R", Timings{Renew: time.Second, Lease: 2 * time.Second}, nil, nil},
+		{"lease 3R, last event lost, relist 200ms after recovery", Timings{Renew: time.Second, Lease: 3 * time.Second},
+			map[int]bool{10: true}, map[int]time.Duration{12: 200 * time.Millisecond}},
+	} {
+		t.Run(c.name, func(t *testing.T) { oneMissed(t, c.tm, c.aLost, c.aLate) })
+	}
+}
+
+func oneMissed(t *testing.T, tm Timings, aLost map[int]bool, aLate map[int]time.Duration) {
+	s := newSim(t, false)
+	s.c = NewCore("a", tm)
+	z := ownedBy("b", []string{"a", "b"})
+	s.start(Observation{Services: []ServiceUpdate{svc("z", z)}, Leases: []LeaseUpdate{lease("b", z)}})
+	t0 := s.now
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	// Writes that fail (by sent time, seconds after t0); b's seen delay.
+	aFails := map[int]bool{11: true}                 // a: 11.0 refused (API down 10.3–11.8)
+	bFails := map[int]bool{10: true, 11: true}       // b: 10.5 and 11.5 refused
+	bExtra := map[int]time.Duration{12: time.Second} // b: 12.5 got 429, Retry-After: 1
+	renew := 0
+	type pending struct {
+		at time.Time
+		u  LeaseUpdate
+		w  *Write
+	}
+	var queue []pending
+	var took time.Time
+	var thaw time.Time
+	for n := 0; n <= 20*20; n++ { // 20 s in 50 ms steps
+		s.now = t0.Add(time.Duration(n) * 50 * time.Millisecond)
+		ms := n * 50
+		var o Observation
+		if ms%1000 == 0 && !aFails[ms/1000] {
+			renew++
+			r := time.Unix(0, 0).Add(time.Duration(renew) * time.Second)
+			w := Write{Renew: r, Sent: s.now}
+			queue = append(queue, pending{at: s.now, w: &w}) // result at once
+			if !aLost[ms/1000] {
+				queue = append(queue, pending{at: s.now.Add(50*time.Millisecond + aLate[ms/1000]), u: LeaseUpdate{Node: "a", Renew: r}})
+			}
+		}
+		if ms%1000 == 500 && !bFails[ms/1000] {
+			l := lease("b", z)
+			l.Renew = s.now // b's clock
+			queue = append(queue, pending{at: s.now.Add(50*time.Millisecond + bExtra[ms/1000]), u: l})
+		}
+		keep := queue[:0]
+		for _, p := range queue {
+			switch {
+			case p.at.After(s.now):
+				keep = append(keep, p)
+			case p.w != nil:
+				o.Writes = append(o.Writes, *p.w)
+			default:
+				o.Leases = append(o.Leases, p.u)
+			}
+		}
+		queue = keep
+		wasFrozen := s.c.frozen
+		s.step(o)
+		if wasFrozen && !s.c.frozen && s.now.After(at(5)) {
+			thaw = s.now
+		}
+		if _, ok := s.c.owned[netip.MustParseAddr(z)]; ok && took.IsZero() && s.now.After(at(5)) {
+			took = s.now
+		}
+	}
+	if thaw.IsZero() {
+		t.Fatal("setup: a never froze and thawed")
+	}
+	if !took.IsZero() {
+		t.Errorf("a took b's %s at +%v (thaw +%v); b renewed at +12.5 (seen +13.55) and never stopped", z, took.Sub(t0), thaw.Sub(t0))
+	}
+}
