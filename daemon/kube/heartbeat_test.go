@@ -86,6 +86,26 @@ func (s *leaseServer) waitWrites(n int, within time.Duration) []string {
 	return s.written()
 }
 
+// testHeartbeat is a heartbeat of node n1 writing to api, its claims valid
+// for an hour.
+func testHeartbeat(t *testing.T, api *httptest.Server, renew, duration time.Duration, hooks HeartbeatHooks) *Heartbeat {
+	t.Helper()
+	client, err := NewClient(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHeartbeat(client, "l2lb-system", "n1", renew, duration, hooks, slog.New(slog.DiscardHandler))
+	h.ValidUntil(time.Now().Add(time.Hour))
+	return h
+}
+
+// writeStatus answers a request with a failure Status.
+func writeStatus(w http.ResponseWriter, code int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":%q,"code":%d}`, reason, code)
+}
+
 // TestHeartbeatHeldBackClaims: claims that may wait are written a quarter
 // renew interval after the previous write, together; a claim that may not
 // wait goes at once even if a later Set may wait; a stop writes what is
@@ -184,15 +204,10 @@ func TestHeartbeatUnsentOffer(t *testing.T) {
 		srv := &leaseServer{}
 		api = httptest.NewServer(srv)
 		t.Cleanup(api.Close)
-		client, err := NewClient(&rest.Config{Host: api.URL})
-		if err != nil {
-			t.Fatal(err)
-		}
 		unsent := make(chan string, 4)
-		h := NewHeartbeat(client, "l2lb-system", "n1", time.Hour, 3*time.Hour, HeartbeatHooks{
+		h := testHeartbeat(t, api, time.Hour, 3*time.Hour, HeartbeatHooks{
 			Unsent: func(ip netip.Addr, to string) { unsent <- ip.String() + " " + to },
-		}, slog.New(slog.DiscardHandler))
-		h.ValidUntil(time.Now().Add(time.Hour))
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}}, false)
@@ -371,20 +386,13 @@ func TestHeartbeatRetriesThrottled(t *testing.T) {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && throttled.Add(1) == 1 {
 			w.Header().Set("Retry-After", "1")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","code":429}`))
+			writeStatus(w, http.StatusTooManyRequests, "TooManyRequests")
 			return
 		}
 		srv.ServeHTTP(w, r)
 	}))
 	defer api.Close()
-	client, err := NewClient(&rest.Config{Host: api.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHeartbeat(client, "l2lb-system", "n1", time.Hour, 3*time.Second, HeartbeatHooks{}, slog.New(slog.DiscardHandler))
-	h.ValidUntil(time.Now().Add(time.Hour))
+	h := testHeartbeat(t, api, time.Hour, 3*time.Second, HeartbeatHooks{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h.Set(Member{Pools: []string{"lan"}}, false)
@@ -416,18 +424,11 @@ func TestHeartbeatNoTickLostToAGivenUpOffer(t *testing.T) {
 		}
 	}))
 	defer api.Close()
-	client, err := NewClient(&rest.Config{Host: api.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
 	before := Member{Pools: []string{"lan"}, Claims: []netip.Addr{a, b}}
 	offering := Member{Pools: []string{"lan"}, Claims: []netip.Addr{b}, Handover: a, HandoverTo: "n2"}
 	unsent := make(chan struct{}, 1)
-	h := NewHeartbeat(client, "l2lb-system", "n1", renew, 2*renew, HeartbeatHooks{
-		Unsent: func(netip.Addr, string) { unsent <- struct{}{} },
-	}, slog.New(slog.DiscardHandler))
-	h.ValidUntil(time.Now().Add(time.Hour))
+	h := testHeartbeat(t, api, renew, 2*renew, HeartbeatHooks{Unsent: func(netip.Addr, string) { unsent <- struct{}{} }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h.Set(before, false)
@@ -463,30 +464,20 @@ func TestHeartbeatNoRetryForUnsettledOffer(t *testing.T) {
 	var puts atomic.Int32
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
-			w.Header().Set("Content-Type", "application/json")
 			if puts.Add(1) == 1 {
 				srv.ServeHTTP(httptest.NewRecorder(), r) // stored...
 				w.Header().Set("Retry-After", "1")
-				w.WriteHeader(http.StatusServiceUnavailable) // ...yet 503
-				w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","code":503}`))
+				writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable") // ...yet 503
 				return
 			}
-			w.WriteHeader(http.StatusConflict)
-			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Conflict","code":409}`))
+			writeStatus(w, http.StatusConflict, "Conflict")
 			return
 		}
 		srv.ServeHTTP(w, r)
 	}))
 	defer api.Close()
-	client, err := NewClient(&rest.Config{Host: api.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
 	unsent := make(chan struct{}, 4)
-	h := NewHeartbeat(client, "l2lb-system", "n1", time.Hour, 3*time.Second, HeartbeatHooks{
-		Unsent: func(netip.Addr, string) { unsent <- struct{}{} },
-	}, slog.New(slog.DiscardHandler))
-	h.ValidUntil(time.Now().Add(time.Hour))
+	h := testHeartbeat(t, api, time.Hour, 3*time.Second, HeartbeatHooks{Unsent: func(netip.Addr, string) { unsent <- struct{}{} }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, b := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
