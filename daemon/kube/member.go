@@ -219,13 +219,14 @@ func (h *Heartbeat) ValidUntil(t time.Time) {
 }
 
 // current is the Member to write now: without claims or the leader role
-// once they are no longer valid.
-func (h *Heartbeat) current() (Member, bool) {
-	m := h.member.Load()
-	if m == nil {
-		return Member{}, false
+// once they are no longer valid. offer is the owner's, even when m leaves
+// it out.
+func (h *Heartbeat) current() (m Member, o offer, ok bool) {
+	raw := h.member.Load()
+	if raw == nil {
+		return Member{}, offer{}, false
 	}
-	return h.validAt(*m, time.Now()), true
+	return h.validAt(*raw, time.Now()), raw.offer(), true
 }
 
 // validAt is m as it may be written at t: without claims, the leader role
@@ -259,7 +260,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		case <-tick.C:
 		case <-gathering:
 		case <-h.kick:
-			m, ok := h.current()
+			m, _, ok := h.current()
 			if ok && maps.Equal(m.annotations(), h.written) && !h.due {
 				continue // nothing new to say before the next tick
 			}
@@ -273,19 +274,17 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		// Taken before the Member is read: a Set that may not wait,
 		// arriving after this, makes the next write immediate.
 		urgent := h.urgent.Swap(false)
-		raw := h.member.Load()
-		if raw == nil {
+		// The owner's offer o, even while m leaves it out: an offer given
+		// up stays given up across a lapse of the claims, and one set
+		// before a write that may have been stored (with it or without)
+		// is never given up.
+		m, o, ok := h.current()
+		if !ok {
 			if urgent {
 				h.urgent.Store(true)
 			}
 			continue // nothing to publish yet
 		}
-		m := h.validAt(*raw, time.Now())
-		// The owner's offer, even while validAt leaves it out of m: an
-		// offer given up stays given up across a lapse of the claims, and
-		// one set before a write that may have been stored (with it or
-		// without) is never given up.
-		o := raw.offer()
 		if o != h.unsent {
 			h.unsent = offer{} // taken back (or another one)
 		} else if o.ip.IsValid() {
@@ -408,7 +407,7 @@ func notWritten(err error) bool {
 // its Lease across a restart, and its successor restores the claims from
 // it.
 func (h *Heartbeat) flush() {
-	m, ok := h.current()
+	m, _, ok := h.current()
 	if o := m.offer(); o.ip.IsValid() && o == h.unsent {
 		// Given up, and not yet taken back: no peer saw it, so the
 		// address is still this node's, for a successor to restore,
