@@ -1363,8 +1363,7 @@ func (c *Core) stoppedRenewing(p *peer, now time.Time) bool {
 // it can tell, its view's freshness aside: Ready, not excluded, serving
 // the pool, an endpoint of every Local Service sharing it.
 func (c *Core) mayKeep(ip netip.Addr, a *address) bool {
-	nodes := c.nodeList()
-	self := nodes[len(nodes)-1]
+	self, _ := c.nodeNamed(c.self)
 	self.Live = true
 	addr := c.address(ip, a)
 	return Eligible(&self, &addr)
@@ -1372,13 +1371,19 @@ func (c *Core) mayKeep(ip netip.Addr, a *address) bool {
 
 // eligible reports whether node may answer for ip in this node's view.
 func (c *Core) eligible(node string, ip netip.Addr, a *address) bool {
+	n, ok := c.nodeNamed(node)
 	addr := c.address(ip, a)
+	return ok && Eligible(&n, &addr)
+}
+
+// nodeNamed is the named node of nodeList.
+func (c *Core) nodeNamed(name string) (Node, bool) {
 	for _, n := range c.nodeList() {
-		if n.Name == node {
-			return Eligible(&n, &addr)
+		if n.Name == name {
+			return n, true
 		}
 	}
-	return false
+	return Node{}, false
 }
 
 // fairShare is ⌈(1+ε) · addresses / nodes⌉ over the live nodes that can
