@@ -129,6 +129,13 @@ func TestLeastPrivilege(t *testing.T) {
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "may change only status.loadBalancer") {
 			t.Errorf("patch status.conditions: %v, want Forbidden by l2lbd-service-status", err)
 		}
+		// The rule is l2lbd's alone: another writer of Service status (a
+		// cloud controller; the admin here) may write the conditions.
+		if _, err := l.Client.CoreV1().Services("default").Patch(ctx, "probe", types.MergePatchType,
+			[]byte(`{"status":{"conditions":[{"type":"Probe","status":"True","reason":"Probe","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`),
+			metav1.PatchOptions{}, "status"); err != nil {
+			t.Errorf("admin patch status.conditions: %v, want allowed", err)
+		}
 		// Metadata through the status subresource: refused, or dropped by
 		// the API server; never applied.
 		err = patchStatus(`{"metadata":{"labels":{"probe":"1"}}}`)
