@@ -38,10 +38,6 @@ The configuration file is documented in l2lbd.yaml(5) and the annotated example.
 `
 
 func main() {
-	if os.Getenv("GOGC") == "" {
-		// A daemon that mostly idles: trade a little CPU for a smaller heap.
-		debug.SetGCPercent(50)
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
