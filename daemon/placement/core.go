@@ -293,6 +293,7 @@ type Core struct {
 	answerUntil time.Time
 	writes      []Write
 	ownRenew    time.Time // own Lease's renewTime as last seen in the view
+	ownSeenAt   time.Time // when the view last showed a new own renewal
 	fresh       time.Time // sent time of the newest own renewal seen back
 	lastWrite   time.Time // sent time of the newest successful renewal
 	frozen      bool
@@ -635,6 +636,9 @@ func unselectedPools(cfg *config.Config, labels map[string]string) map[string]bo
 
 func (c *Core) setLease(s *step, u LeaseUpdate) {
 	if u.Node == c.self {
+		if !u.Renew.Equal(c.ownRenew) {
+			c.ownSeenAt = s.now
+		}
 		c.ownRenew = u.Renew
 		return
 	}
@@ -909,10 +913,13 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			"fresh_for", now.Sub(c.fresh).Round(time.Millisecond).String())
 		c.enterFrozen(s)
 	}
-	// Writes work but the informers lag (reflectors back off after an API
-	// outage): replace them rather than wait.
+	// Writes work but the informers deliver nothing (reflectors back off
+	// after an API outage): replace them rather than wait. Not while own
+	// renewals keep coming back, only late: an API server too loaded to
+	// return them in time (a cold start's thousands of status writes)
+	// would only get a relist of everything on top.
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
-		now.Sub(c.fresh) > c.t.freshFor() && now.Sub(c.refreshed) > c.t.Lease {
+		now.Sub(c.fresh) > c.t.freshFor() && now.Sub(c.ownSeenAt) > c.t.freshFor() && now.Sub(c.refreshed) > c.t.Lease {
 		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers; restarting them")
 		s.plan.RefreshView = true
 		c.refreshed = now

@@ -517,6 +517,40 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			// Seen in BenchmarkColdStart5000: the IPAM leader's own status
+			// writes loaded the API server until its renewals came back
+			// 2 s late. Replacing the informers (a relist of every
+			// Service) only added load, and the leader froze again and
+			// again.
+			name: "frozen by renewals that come back late: the informers, which deliver, are not replaced",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh()
+				var sent []time.Time // renewTimes written, oldest first
+				var p Plan
+				// Written every half second, seen back later and later as
+				// the load grows, up to 2.5 s, yet one arrives every second.
+				for i := range 12 {
+					s.advance(timings.Renew / 2)
+					s.renew++
+					r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
+					sent = append(sent, r)
+					o := Observation{Writes: []Write{{Renew: r, Sent: s.now}}}
+					if k := i - min(1+i/2, 5); k >= 0 {
+						o.Leases = []LeaseUpdate{{Node: "a", Renew: sent[k]}}
+					}
+					if p = s.step(o); p.RefreshView {
+						t.Errorf("step %d: informers replaced while they deliver every renewal", i)
+					}
+				}
+				if p.Healthy {
+					t.Error("fresh with renewals 2.5 s late, want frozen")
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
 			name: "log level debug: a note for each placement and for an address placed here but held back; none at info",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{})
