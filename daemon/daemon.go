@@ -187,7 +187,7 @@ func Run(ctx context.Context, opts Options) error {
 	life.stopping()
 	log.Info("l2lbd stopping")
 	placing.Wait()            // no decision may follow this one
-	announcer.SetDesired(nil, nil) // stop answering: the packet path sees it at once
+	announcer.SetDesired(nil) // stop answering: the packet path sees it at once
 	role.wait()               // no status write once a peer may lead
 	release := placer.peerCanTakeOver()
 	heartbeat.Finish(stopBy, release)

@@ -62,7 +62,7 @@ const (
 
 // dataPlane is the part of netio's Announcer the placer drives.
 type dataPlane interface {
-	SetDesired(desired map[netip.Addr]string, unheard []netip.Addr)
+	SetDesired(map[netip.Addr]string)
 	AnswerUntil(time.Time)
 	Links() ([]netio.Link, bool)
 }
@@ -478,13 +478,7 @@ func (p *placer) apply(plan placement.Plan) {
 	// claims (from before a pause) must never be answered or written under
 	// a deadline extended by this step.
 	if plan.DesiredChanged {
-		var unheard []netip.Addr
-		for _, a := range plan.Announced {
-			if a.Unheard() {
-				unheard = append(unheard, a.IP)
-			}
-		}
-		p.netio.SetDesired(plan.Desired, unheard)
+		p.netio.SetDesired(plan.Desired)
 	}
 	if digest := p.cfg.Digest(); plan.PublishChanged || digest != p.digest {
 		m := plan.Publish

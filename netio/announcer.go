@@ -100,11 +100,6 @@ type Announcer struct {
 	links     atomic.Pointer[[]Link]
 	running   atomic.Bool
 	sys       system
-
-	mu sync.Mutex
-	// unheard: IPs SetDesired said no node answered for, until the loop
-	// takes them with the set that adds them.
-	unheard map[netip.Addr]bool
 }
 
 // New returns an Announcer that answers for nothing until SetDesired is
@@ -133,31 +128,14 @@ func New(opts Options) *Announcer {
 // SetDesired replaces the set of IPs this node answers for: each IP maps to
 // the name of the interface it is answered on. It takes effect for the next
 // packet: IPs no longer in the set are not answered and their announcements
-// stop; new IPs are announced, AnnounceCount times. Invalid, multicast,
-// loopback and IPv6 link-local addresses are dropped with a warning. m is
-// copied.
-//
-// unheard lists the IPs new to m that no node answered for before (a new
-// Service's address): no neighbour can hold an entry for them that must
-// change, which is what the repeats are for, so they are announced once. A
-// cold start announces thousands of them, and every announcement costs each
-// host on the segment a look through its multicast groups.
-func (a *Announcer) SetDesired(m map[netip.Addr]string, unheard []netip.Addr) {
+// stop; new IPs are announced. Invalid, multicast, loopback and IPv6
+// link-local addresses are dropped with a warning. m is copied.
+func (a *Announcer) SetDesired(m map[netip.Addr]string) {
 	d, dropped := normalize(m)
 	if dropped > 0 {
 		a.log.Warn("ignoring IPs that cannot be announced", "count", dropped)
 	}
-	// Both under one lock, so the loop never takes unheard IPs without
-	// the set that adds them.
-	a.mu.Lock()
-	for _, ip := range unheard {
-		if a.unheard == nil {
-			a.unheard = make(map[netip.Addr]bool)
-		}
-		a.unheard[ip.Unmap().WithZone("")] = true
-	}
 	a.view.desired.Store(&d)
-	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
 	default:
@@ -390,10 +368,7 @@ func (l *loop) nextDeadline() time.Time {
 // reconcile brings ports, group memberships and bursts in line with the
 // desired set and the interfaces as last seen.
 func (l *loop) reconcile() {
-	l.a.mu.Lock()
-	dp, unheard := l.a.view.desired.Load(), l.a.unheard
-	l.a.unheard = nil
-	l.a.mu.Unlock()
+	dp := l.a.view.desired.Load()
 	desired := *dp
 	changed := dp != l.seenPtr
 	if changed {
@@ -439,14 +414,10 @@ func (l *loop) reconcile() {
 	}
 
 	// New IPs, IPs that moved, and every IP of a port that just opened get
-	// a burst; new IPs nobody answered for before get one announcement.
-	var fresh, once []netip.Addr
+	// a burst.
+	var fresh []netip.Addr
 	for ip, name := range desired {
-		old, ok := l.seen[ip]
-		switch {
-		case !ok && unheard[ip]:
-			once = append(once, ip)
-		case !ok || old != name || opened[name]:
+		if old, ok := l.seen[ip]; !ok || old != name || opened[name] {
 			fresh = append(fresh, ip)
 		}
 	}
@@ -456,13 +427,8 @@ func (l *loop) reconcile() {
 		}
 	}
 	l.seen, l.seenPtr = desired, dp
-	if l.a.opts.AnnounceCount > 0 {
-		if len(fresh) > 0 {
-			l.bursts = append(l.bursts, &burst{ips: fresh, left: l.a.opts.AnnounceCount, next: now})
-		}
-		if len(once) > 0 {
-			l.bursts = append(l.bursts, &burst{ips: once, left: 1, next: now})
-		}
+	if len(fresh) > 0 && l.a.opts.AnnounceCount > 0 {
+		l.bursts = append(l.bursts, &burst{ips: fresh, left: l.a.opts.AnnounceCount, next: now})
 	}
 }
 

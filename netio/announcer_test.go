@@ -185,7 +185,7 @@ func startAnnouncer(t *testing.T, opts Options, desired map[netip.Addr]string, l
 	h.a = New(opts)
 	h.a.sys = h.sys
 	if desired != nil {
-		h.a.SetDesired(desired, nil)
+		h.a.SetDesired(desired)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	h.cancel = cancel
@@ -274,7 +274,7 @@ func TestAnnouncerBurst(t *testing.T) {
 
 		// An added IP gets its own burst; the others get nothing.
 		added := netip.MustParseAddr("198.51.100.210")
-		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", ownedV6: "eth0", added: "eth0"}, nil)
+		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", ownedV6: "eth0", added: "eth0"})
 		synctest.Wait()
 		time.Sleep(time.Minute)
 		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{added: 3})
@@ -286,40 +286,13 @@ func TestAnnouncerBurst(t *testing.T) {
 	})
 }
 
-// TestAnnouncerUnheard: a new IP nobody answered for before is announced
-// once, the others of the same set AnnounceCount times; saying so of an IP
-// already answered changes nothing, and an unheard IP of a set the loop
-// had no time to act on is still announced once with the set after it.
-func TestAnnouncerUnheard(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := startAnnouncer(t, Options{AnnounceCount: 3, AnnounceInterval: time.Second}, both, eth(2, "eth0", nodeMAC, ethUp))
-		defer h.stop()
-		time.Sleep(time.Minute)
-		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 3, ownedV6: 3})
-
-		unheard, taken := netip.MustParseAddr("198.51.100.210"), netip.MustParseAddr("2001:db8:100::210")
-		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", ownedV6: "eth0", unheard: "eth0", taken: "eth0"},
-			[]netip.Addr{unheard, ownedV4})
-		synctest.Wait()
-		time.Sleep(time.Minute)
-		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{unheard: 1, taken: 3})
-
-		later, last := netip.MustParseAddr("198.51.100.211"), netip.MustParseAddr("198.51.100.212")
-		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", later: "eth0"}, []netip.Addr{later})
-		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", later: "eth0", last: "eth0"}, nil)
-		synctest.Wait()
-		time.Sleep(time.Minute)
-		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{later: 1, last: 3})
-	})
-}
-
 func TestAnnouncerRemovalStopsEverything(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := startAnnouncer(t, Options{AnnounceCount: 5}, both, eth(2, "eth0", nodeMAC, ethUp))
 		defer h.stop()
 		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 1, ownedV6: 1})
 
-		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", freeV4: "eth0"}, nil)
+		h.a.SetDesired(map[netip.Addr]string{ownedV4: "eth0", freeV4: "eth0"})
 		synctest.Wait()
 		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{freeV4: 1})
 		// The removed IP is no longer answered, at once.
@@ -344,7 +317,7 @@ func TestAnnouncerRemovalStopsEverything(t *testing.T) {
 		checkAnnounced(t, h.announcements("eth0"), map[netip.Addr]int{ownedV4: 4, freeV4: 4})
 
 		// Removing everything closes the interface's sockets.
-		h.a.SetDesired(nil, nil)
+		h.a.SetDesired(nil)
 		synctest.Wait()
 		if c, _ := h.sys.conn("arp", "eth0"); !c.isClosed() {
 			t.Error("sockets stay open with nothing to serve")
@@ -423,7 +396,7 @@ func TestAnnouncerSocketFailure(t *testing.T) {
 		h.sys.mu.Lock()
 		h.sys.fail = errors.New("permission denied")
 		h.sys.mu.Unlock()
-		h.a.SetDesired(both, nil)
+		h.a.SetDesired(both)
 		synctest.Wait()
 		if _, n := h.sys.conn("arp", "eth0"); n != 0 {
 			t.Fatal("opened despite failure")

@@ -45,7 +45,7 @@ func helperAnnouncer() int {
 		desired[netip.MustParseAddr(s)] = "eth0"
 	}
 	a := New(Options{AnnounceCount: 1})
-	a.SetDesired(desired, nil)
+	a.SetDesired(desired)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for {
@@ -372,7 +372,7 @@ func TestBenchTenThousand(t *testing.T) {
 		return s.IPv4.Announcements + s.IPv6.Announcements
 	}
 	start := time.Now()
-	a.SetDesired(first, nil)
+	a.SetDesired(first)
 	setTime := time.Since(start)
 	lab.WaitFor(t, 30*time.Second, "10,000 announcements", func(context.Context) bool { return total() >= 10000 })
 	settled := time.Since(start)
@@ -381,7 +381,7 @@ func TestBenchTenThousand(t *testing.T) {
 	runtime.ReadMemStats(&after)
 
 	start = time.Now()
-	a.SetDesired(second, nil)
+	a.SetDesired(second)
 	replaceTime := time.Since(start)
 	lab.WaitFor(t, 30*time.Second, "5,000 more announcements", func(context.Context) bool { return total() >= 15000 })
 	replaced := time.Since(start)

@@ -78,7 +78,7 @@ func TestLabResolve(t *testing.T) {
 	node, client := n.Nodes[0], n.Client
 	node.BindOnLo(t, svc4, svc6)
 	a := runIn(t, node, Options{AnnounceCount: 1})
-	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"}, nil)
+	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"})
 	announced(t, a, 1)
 
 	t.Run("arping", func(t *testing.T) {
@@ -113,7 +113,7 @@ func TestLabResolve(t *testing.T) {
 		}
 	})
 	t.Run("removed", func(t *testing.T) {
-		a.SetDesired(nil, nil)
+		a.SetDesired(nil)
 		if mac, err := client.ARPResolve(ctxFor(t, 1500*time.Millisecond), svc4); err == nil {
 			t.Errorf("arping %v answered by %v after removal", svc4, mac)
 		}
@@ -138,7 +138,7 @@ func TestLabNUDKeepsIPv6Reachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := runIn(t, node, Options{AnnounceCount: 1})
-	a.SetDesired(map[netip.Addr]string{svc6: "eth0"}, nil)
+	a.SetDesired(map[netip.Addr]string{svc6: "eth0"})
 	lab.WaitFor(t, 5*time.Second, "an announcement", func(context.Context) bool { return a.Stats()["eth0"].IPv6.Announcements > 0 })
 
 	if err := ping(ctxFor(t, 5*time.Second), client, svc6); err != nil {
@@ -180,7 +180,7 @@ func TestLabHandover(t *testing.T) {
 	}
 	desired := map[netip.Addr]string{svc4: "eth0", svc6: "eth0"}
 	a0 := runIn(t, n0, Options{AnnounceCount: 1, OnConflict: onConflict})
-	a0.SetDesired(desired, nil)
+	a0.SetDesired(desired)
 	announced(t, a0, 1)
 	for _, ip := range []netip.Addr{svc4, svc6} {
 		if err := ping(ctxFor(t, 5*time.Second), client, ip); err != nil {
@@ -192,7 +192,7 @@ func TestLabHandover(t *testing.T) {
 	}
 
 	a1 := runIn(t, n1, Options{AnnounceCount: 3, AnnounceInterval: 200 * time.Millisecond})
-	a1.SetDesired(desired, nil)
+	a1.SetDesired(desired)
 	seen := map[netip.Addr]bool{}
 	timeout := time.After(5 * time.Second)
 	for !seen[svc4] || !seen[svc6] {
@@ -206,7 +206,7 @@ func TestLabHandover(t *testing.T) {
 			t.Fatalf("conflicts reported on n0: %v, want both %v and %v", seen, svc4, svc6)
 		}
 	}
-	a0.SetDesired(nil, nil) // the daemon yields
+	a0.SetDesired(nil) // the daemon yields
 
 	for _, ip := range []netip.Addr{svc4, svc6} {
 		lab.WaitFor(t, 3*time.Second, "client entry for "+ip.String()+" to move to n1", func(context.Context) bool {
@@ -221,8 +221,8 @@ func TestLabHandover(t *testing.T) {
 	// A host that is not an announcer claims the IP: arping -U from the
 	// client is a gratuitous ARP with the client's MAC (nonlocal bind lets
 	// arping use an address the client does not have).
-	a1.SetDesired(nil, nil)
-	a0.SetDesired(desired, nil)
+	a1.SetDesired(nil)
+	a0.SetDesired(desired)
 	announced(t, a0, 2)
 	time.Sleep(100 * time.Millisecond)
 	for len(conflicts) > 0 {
@@ -250,7 +250,7 @@ func TestLabLinkRecovery(t *testing.T) {
 	node, client := n.Nodes[0], n.Client
 	node.BindOnLo(t, svc4, svc6)
 	a := runIn(t, node, Options{AnnounceCount: 1})
-	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"}, nil)
+	a.SetDesired(map[netip.Addr]string{svc4: "eth0", svc6: "eth0"})
 	announced(t, a, 1)
 
 	resolves := func(t *testing.T, step string) {

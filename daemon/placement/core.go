@@ -195,14 +195,6 @@ type Announced struct {
 	Moved bool
 }
 
-// Unheard reports whether no node answered for the address before, as far
-// as this node knows: a new address, not one taken from a peer, restored
-// after a restart or moved between interfaces. No neighbour can then hold
-// an entry for it that must change, so one announcement makes it known.
-func (a Announced) Unheard() bool {
-	return a.Reason == TakeoverNew && !a.Moved
-}
-
 // ConflictLog is the daemon's log line for a ConflictReport.
 const ConflictLog = "another host announces an address this node answers for"
 

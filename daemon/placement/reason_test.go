@@ -8,8 +8,7 @@ import (
 )
 
 // TestTakeoverReasons: every takeover carries the code the metrics count it
-// by, one row per code, and only a new address counts as unheard (netio
-// announces it once).
+// by, one row per code.
 func TestTakeoverReasons(t *testing.T) {
 	// b wins z among a, b, c, and a wins it once b is out.
 	z := addrWhere(func(ip string) bool { return winner(ip, abc...) == "b" && winner(ip, "a", "c") == "a" })
@@ -118,27 +117,7 @@ func TestTakeoverReasons(t *testing.T) {
 			if got[i].Reason != tt.want {
 				t.Errorf("reason %s, want %s (notes %v)", got[i].Reason, tt.want, s.plan.Notes)
 			}
-			if unheard := tt.want == TakeoverNew; got[i].Unheard() != unheard {
-				t.Errorf("Unheard() = %v, want %v", got[i].Unheard(), unheard)
-			}
 		})
-	}
-}
-
-// TestUnheardMoved: an address this node moves to another interface was
-// heard before, on the old one: neighbours must learn the new MAC.
-func TestUnheardMoved(t *testing.T) {
-	for _, tt := range []struct {
-		a    Announced
-		want bool
-	}{
-		{Announced{Reason: TakeoverNew}, true},
-		{Announced{Reason: TakeoverNew, Moved: true}, false},
-		{Announced{Reason: TakeoverPeerExpired}, false},
-	} {
-		if got := tt.a.Unheard(); got != tt.want {
-			t.Errorf("%+v: Unheard() = %v, want %v", tt.a, got, tt.want)
-		}
 	}
 }
 

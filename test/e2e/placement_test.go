@@ -196,16 +196,9 @@ func TestAnswerAndFailover(t *testing.T) {
 		}
 	}
 
-	// A new address is announced once: nobody can have it cached.
-	const announcedV4 = `l2lbd_announcements_total{family="ipv4",interface="eth0"}`
-	o := owner(t, l, v4)
-	time.Sleep(3 * time.Second) // past a whole burst (3 at 1 s intervals)
-	if got := scrapeSeries(t, o, announcedV4); got != 1 {
-		t.Errorf("%s announced its new address %s %v times, want once", o.Name, v4, got)
-	}
-
 	// Crash: the kernel's neighbour entry follows the new owner's
 	// announcement without the client asking.
+	o := owner(t, l, v4)
 	old := populateNeigh(t, l, v4)
 	start := time.Now()
 	daemonOn(ds, o).proc.Signal(syscall.SIGKILL)
@@ -220,12 +213,6 @@ func TestAnswerAndFailover(t *testing.T) {
 	heir := nodeByMAC(l, mac)
 	if got := scrapeSeries(t, heir, `l2lbd_takeovers_total{reason="peer_expired"}`); got < 1 {
 		t.Errorf("%s counts %v takeovers from an expired peer, want at least 1", heir.Name, got)
-	}
-	// A taken-over address gets the whole burst: clients have the old
-	// owner's MAC cached.
-	time.Sleep(3 * time.Second)
-	if got := scrapeSeries(t, heir, announcedV4); got != 3 {
-		t.Errorf("%s announced %s %v times after taking it over, want 3", heir.Name, v4, got)
 	}
 	if got := scrapeSeries(t, heir, "l2lbd_decision_duration_seconds_count"); got < 1 {
 		t.Errorf("%s timed %v decisions", heir.Name, got)
