@@ -628,7 +628,7 @@ func unselectedPools(cfg *config.Config, labels map[string]string) map[string]bo
 
 func (c *Core) setLease(s *step, u LeaseUpdate) {
 	if u.Node == c.self {
-		if !u.Renew.Equal(c.ownRenew) {
+		if u.Renew.After(c.ownRenew) {
 			c.ownSeenAt = s.now
 		}
 		c.ownRenew = u.Renew
@@ -907,16 +907,22 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	}
 	// Writes work but the informers deliver nothing (reflectors back off
 	// after an API outage): replace them rather than wait. Not while own
-	// renewals keep coming back, only late: an API server too loaded to
-	// return them in time (a cold start's thousands of status writes)
-	// would only get a relist of everything on top.
+	// renewals keep coming back, a little late: an API server too loaded
+	// to return them in time (a cold start's thousands of status writes)
+	// would only get a relist of everything on top. Far behind, a relist
+	// is worth it.
+	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= lagBound*c.t.Lease
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
-		now.Sub(c.fresh) > c.t.freshFor() && now.Sub(c.ownSeenAt) > c.t.freshFor() && now.Sub(c.refreshed) > c.t.Lease {
+		now.Sub(c.fresh) > c.t.freshFor() && !delivering && now.Sub(c.refreshed) > c.t.Lease {
 		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers; restarting them")
 		s.plan.RefreshView = true
 		c.refreshed = now
 	}
 }
+
+// lagBound, in lease durations, is how far behind informers that still
+// deliver own renewals may fall before they are replaced anyway.
+const lagBound = 3
 
 func (c *Core) enterFrozen(s *step) {
 	if !c.frozen {

@@ -551,6 +551,33 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			name: "frozen by renewals that come back later and later: the informers are replaced once the view lags three lease durations",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh()
+				var sent []time.Time
+				var lagged time.Duration // how far behind the view was when replaced
+				for i := range 40 { // one seen back every second, half a second later each time
+					s.advance(timings.Renew / 2)
+					s.renew++
+					r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
+					sent = append(sent, r)
+					o := Observation{Writes: []Write{{Renew: r, Sent: s.now}}}
+					if k := i/2 - 1; k >= 0 {
+						o.Leases = []LeaseUpdate{{Node: "a", Renew: sent[k]}}
+					}
+					if p := s.step(o); p.RefreshView && lagged == 0 {
+						lagged = s.now.Sub(s.c.fresh)
+					}
+				}
+				if lagged <= 3*timings.Lease || lagged > 3*timings.Lease+timings.Renew {
+					t.Errorf("informers replaced when the view lagged %v, want just over %v", lagged, 3*timings.Lease)
+				}
+				return s.plan
+			},
+			want: []string{x},
+		},
+		{
 			name: "log level debug: a note for each placement and for an address placed here but held back; none at info",
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{})
