@@ -557,7 +557,8 @@ func TestCoreTransitions(t *testing.T) {
 				s.fresh()
 				var sent []time.Time
 				var lagged time.Duration // how far behind the view was when replaced
-				for i := range 40 { // one seen back every second, half a second later each time
+				// One seen back every second, half a second later each time.
+				for i := range 40 {
 					s.advance(timings.Renew / 2)
 					s.renew++
 					r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
