@@ -116,6 +116,24 @@ func (s *sim) renewed(o Observation) Observation {
 	return o
 }
 
+// renewLate steps every half renew interval n times, each step writing a
+// renewal; at step i the view shows the renewal written at step back(i),
+// none while that is negative. each sees every step's plan.
+func (s *sim) renewLate(n int, back func(i int) int, each func(i int, p Plan)) {
+	var sent []time.Time
+	for i := range n {
+		s.advance(timings.Renew / 2)
+		s.renew++
+		r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
+		sent = append(sent, r)
+		o := Observation{Writes: []Write{{Renew: r, Sent: s.now}}}
+		if k := back(i); k >= 0 {
+			o.Leases = []LeaseUpdate{{Node: "a", Renew: sent[k]}}
+		}
+		each(i, s.step(o))
+	}
+}
+
 // fresh runs steps a renew interval apart with renewals seen back until
 // the node has settled; peers renew with the given claims.
 func (s *sim) fresh(peers ...LeaseUpdate) Plan {
@@ -498,12 +516,8 @@ func TestCoreTransitions(t *testing.T) {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
 				s.fresh()
 				replaced := false
-				for range 12 { // writes work, renewals are not seen back
-					s.advance(timings.Renew / 2)
-					s.renew++
-					p := s.step(Observation{Writes: []Write{{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}}})
-					replaced = replaced || p.RefreshView
-				}
+				// Writes work, renewals are not seen back.
+				s.renewLate(12, func(int) int { return -1 }, func(_ int, p Plan) { replaced = replaced || p.RefreshView })
 				if !replaced {
 					t.Fatal("informers not replaced while renewals did not come back")
 				}
@@ -526,27 +540,17 @@ func TestCoreTransitions(t *testing.T) {
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
 				s.fresh()
-				var sent []time.Time // renewTimes written, oldest first
-				var p Plan
-				// Written every half second, seen back later and later as
-				// the load grows, up to 2.5 s, yet one arrives every second.
-				for i := range 12 {
-					s.advance(timings.Renew / 2)
-					s.renew++
-					r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
-					sent = append(sent, r)
-					o := Observation{Writes: []Write{{Renew: r, Sent: s.now}}}
-					if k := i - min(1+i/2, 5); k >= 0 {
-						o.Leases = []LeaseUpdate{{Node: "a", Renew: sent[k]}}
-					}
-					if p = s.step(o); p.RefreshView {
+				// Seen back later and later as the load grows, up to
+				// 2.5 s, yet one arrives every second.
+				s.renewLate(12, func(i int) int { return i - min(1+i/2, 5) }, func(i int, p Plan) {
+					if p.RefreshView {
 						t.Errorf("step %d: informers replaced while they deliver every renewal", i)
 					}
-				}
-				if p.Healthy {
+				})
+				if p := s.plan; p.Healthy {
 					t.Error("fresh with renewals 2.5 s late, want frozen")
 				}
-				return p
+				return s.plan
 			},
 			want: []string{x},
 		},
@@ -555,22 +559,13 @@ func TestCoreTransitions(t *testing.T) {
 			run: func(t *testing.T, s *sim) Plan {
 				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
 				s.fresh()
-				var sent []time.Time
 				var lagged time.Duration // how far behind the view was when replaced
 				// One seen back every second, half a second later each time.
-				for i := range 40 {
-					s.advance(timings.Renew / 2)
-					s.renew++
-					r := time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second)
-					sent = append(sent, r)
-					o := Observation{Writes: []Write{{Renew: r, Sent: s.now}}}
-					if k := i/2 - 1; k >= 0 {
-						o.Leases = []LeaseUpdate{{Node: "a", Renew: sent[k]}}
-					}
-					if p := s.step(o); p.RefreshView && lagged == 0 {
+				s.renewLate(40, func(i int) int { return i/2 - 1 }, func(_ int, p Plan) {
+					if p.RefreshView && lagged == 0 {
 						lagged = s.now.Sub(s.c.fresh)
 					}
-				}
+				})
 				if lagged <= 3*timings.Lease || lagged > 3*timings.Lease+timings.Renew {
 					t.Errorf("informers replaced when the view lagged %v, want just over %v", lagged, 3*timings.Lease)
 				}
