@@ -907,14 +907,16 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	}
 	// Writes work but the informers deliver nothing (reflectors back off
 	// after an API outage): replace them rather than wait. Not while own
-	// renewals keep coming back, a little late: an API server too loaded
-	// to return them in time (a cold start's thousands of status writes)
-	// would only get a relist of everything on top. Far behind, a relist
-	// is worth it.
+	// renewals keep coming back, late by up to lagBound lease durations:
+	// an API server too loaded to return them in time (a cold start's
+	// thousands of status writes) would only get a relist of everything on
+	// top (if writes stalled too, the thaw still relists: lostAt above).
+	// Further behind, a relist is worth it.
 	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= lagBound*c.t.Lease
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
 		now.Sub(c.fresh) > c.t.freshFor() && !delivering && now.Sub(c.refreshed) > c.t.Lease {
-		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers; restarting them")
+		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers in time; restarting them",
+			"view_lag", now.Sub(c.fresh).Round(time.Millisecond).String())
 		s.plan.RefreshView = true
 		c.refreshed = now
 	}
