@@ -109,7 +109,8 @@ func BenchmarkColdStart5000(b *testing.B) {
 			b.Fatal(err)
 		}
 		cfg.ContentType = "application/vnd.kubernetes.protobuf" // as controllers watch
-		services := kubernetes.NewForConfigOrDie(cfg).CoreV1().Services("default")
+		watcher := kubernetes.NewForConfigOrDie(cfg)
+		services := watcher.CoreV1().Services("default")
 		allocated := map[string]bool{}
 		// listWatch lists what is allocated so far and watches from there.
 		listWatch := func() watch.Interface {
@@ -129,7 +130,7 @@ func BenchmarkColdStart5000(b *testing.B) {
 			return w
 		}
 		w := listWatch()
-		renewals := watchRenewals(b, l)
+		renewals := watchRenewals(b, watcher)
 		rejected := apiserverRejected(b, l)
 		writes0 := apiWrites(b, l)
 		server0 := serverCPU(b)
@@ -213,13 +214,8 @@ func BenchmarkColdStart5000(b *testing.B) {
 // informers see it. A daemon takes its view for stale when its renewals do
 // not come back within two thirds of a lease duration. The returned func
 // stops the watch and returns how many took over a second, and the slowest.
-func watchRenewals(b *testing.B, l *lab.Lab) func() (int, time.Duration) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", l.AdminKubeconfig)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	w, err := kubernetes.NewForConfigOrDie(cfg).CoordinationV1().Leases(lab.LeaseNamespace).Watch(ctxBg, metav1.ListOptions{})
+func watchRenewals(b *testing.B, client kubernetes.Interface) func() (int, time.Duration) {
+	w, err := client.CoordinationV1().Leases(lab.LeaseNamespace).Watch(ctxBg, metav1.ListOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -229,8 +225,8 @@ func watchRenewals(b *testing.B, l *lab.Lab) func() (int, time.Duration) {
 	go func() {
 		defer close(done)
 		for ev := range w.ResultChan() {
-			if l, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified && l.Spec.RenewTime != nil {
-				took := time.Since(l.Spec.RenewTime.Time)
+			if lease, ok := ev.Object.(*coordinationv1.Lease); ok && ev.Type == watch.Modified && lease.Spec.RenewTime != nil {
+				took := time.Since(lease.Spec.RenewTime.Time)
 				worst = max(worst, took)
 				if took > time.Second {
 					late++
