@@ -45,6 +45,10 @@ func (c *Core) Window() time.Duration { return c.t.window() }
 // a renewal's latency even at the fastest timings (lease = 2 × renew).
 func (t Timings) freshFor() time.Duration { return t.Lease * 2 / 3 }
 
+// lagLimit is how far behind informers that still deliver own renewals
+// may fall before they are replaced anyway: three lease durations.
+func (t Timings) lagLimit() time.Duration { return 3 * t.Lease }
+
 // Link is one interface of this host, as netio sees it.
 type Link struct {
 	Name     string
@@ -907,12 +911,12 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	}
 	// Writes work but the informers deliver nothing (reflectors back off
 	// after an API outage): replace them rather than wait. Not while own
-	// renewals keep coming back, late by up to lagBound lease durations:
+	// renewals keep coming back, late by up to lagLimit:
 	// an API server too loaded to return them in time (a cold start's
 	// thousands of status writes) would only get a relist of everything on
 	// top (if writes stalled too, the thaw still relists: lostAt above).
 	// Further behind, a relist is worth it.
-	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= lagBound*c.t.Lease
+	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= c.t.lagLimit()
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
 		now.Sub(c.fresh) > c.t.freshFor() && !delivering && now.Sub(c.refreshed) > c.t.Lease {
 		s.note(slog.LevelInfo, "own Lease renewals are not coming back through the informers in time; restarting them",
@@ -921,10 +925,6 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		c.refreshed = now
 	}
 }
-
-// lagBound, in lease durations, is how far behind informers that still
-// deliver own renewals may fall before they are replaced anyway.
-const lagBound = 3
 
 func (c *Core) enterFrozen(s *step) {
 	if !c.frozen {
