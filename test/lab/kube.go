@@ -309,7 +309,9 @@ func (l *Lab) startKube(apiserver string, extraArgs []string, rbac string, sw *s
 		"--token-auth-file", f("tokens.csv"),
 		"--authorization-mode", "RBAC",
 		"--service-cluster-ip-range", "10.96.0.0/24,fd96::/112",
-		"--profiling=false",
+		// $L2LB_LAB_PROFILING serves /debug/pprof for profiling a run
+		// (test/profile-coldstart.sh).
+		"--profiling=" + strconv.FormatBool(os.Getenv("L2LB_LAB_PROFILING") != ""),
 	}, extraArgs...)
 	if err := l.startAPI(); err != nil {
 		return err
