@@ -145,7 +145,7 @@ func Run(ctx context.Context, opts Options) error {
 		core: placement.NewCore(cfg.NodeName, placement.Timings{Renew: co.RenewInterval, Lease: co.LeaseDuration}),
 	})
 	placer.heartbeat = kube.NewHeartbeat(client, co.Namespace, cfg.NodeName, co.RenewInterval, co.LeaseDuration,
-		kube.HeartbeatHooks{Written: placer.onWrite, Unsent: placer.onUnsent}, log)
+		kube.HeartbeatHooks{Written: placer.onWrite, Unsent: placer.onUnsent, Failed: placer.onFailed}, log)
 	heartbeat := placer.heartbeat
 	announcer := netio.New(netio.Options{
 		Logger:           log,

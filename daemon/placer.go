@@ -147,6 +147,7 @@ func (s *conflictSet) take() []placement.Conflict {
 type writeLog struct {
 	mu     sync.Mutex
 	writes []placement.Write
+	failed bool
 	unsent []placement.Offer
 }
 
@@ -238,6 +239,15 @@ func (p *placer) onWrite(renew, sent time.Time) {
 	if len(w.writes) > 16 {
 		w.writes = w.writes[1:]
 	}
+	w.mu.Unlock()
+	p.poke()
+}
+
+// onFailed is the heartbeat's callback for a write that failed.
+func (p *placer) onFailed() {
+	w := p.writes
+	w.mu.Lock()
+	w.failed = true
 	w.mu.Unlock()
 	p.poke()
 }
@@ -405,6 +415,7 @@ func (p *placer) observe(now time.Time) placement.Observation {
 	}
 	p.writes.mu.Lock()
 	o.Writes, p.writes.writes = p.writes.writes, nil
+	o.WriteFailed, p.writes.failed = p.writes.failed, false
 	o.Unsent, p.writes.unsent = p.writes.unsent, nil
 	p.writes.mu.Unlock()
 	o.Conflicts = p.conflicts.take()

@@ -150,6 +150,8 @@ type Heartbeat struct {
 	// onUnsent hears of a hand-over offer no write carried to the API
 	// server (see Run); no write carries it afterwards.
 	onUnsent func(ip netip.Addr, to string)
+	// onFailed hears of every write that failed.
+	onFailed func()
 
 	member     atomic.Pointer[Member]
 	urgent     atomic.Bool  // a Set since the last write may not wait
@@ -191,13 +193,15 @@ type HeartbeatHooks struct {
 	// Unsent follows the write that gave a hand-over offer of ip to node
 	// to up (see Run).
 	Unsent func(ip netip.Addr, to string)
+	// Failed follows every write that failed.
+	Failed func()
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
 // Run and the first Set.
 func NewHeartbeat(client *Client, namespace, node string, renew, duration time.Duration, hooks HeartbeatHooks, log *slog.Logger) *Heartbeat {
 	return &Heartbeat{client: client, namespace: namespace, node: node, renew: renew, duration: duration,
-		onWrite: hooks.Written, onUnsent: hooks.Unsent, log: log, base: time.Now(), kick: make(chan struct{}, 1)}
+		onWrite: hooks.Written, onUnsent: hooks.Unsent, onFailed: hooks.Failed, log: log, base: time.Now(), kick: make(chan struct{}, 1)}
 }
 
 // Set publishes m: immediately if it changed, unless it only adds claims
@@ -316,6 +320,9 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil {
+			if h.onFailed != nil {
+				h.onFailed()
+			}
 			if urgent {
 				h.urgent.Store(true)
 			}

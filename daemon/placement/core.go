@@ -134,6 +134,10 @@ type Observation struct {
 	Nodes      []NodeUpdate
 	Services   []ServiceUpdate
 	Writes     []Write
+	// WriteFailed: a write of the own Lease failed since the previous
+	// step (no connection, refused, timed out): the API server may be out
+	// of reach, and the informers' reflectors backing off.
+	WriteFailed bool
 	// Unsent are hand-over offers the heartbeat gave up: no write that
 	// carried them can have reached the API server, and none will.
 	Unsent    []Offer
@@ -309,7 +313,7 @@ type Core struct {
 	settling    bool
 	refreshed   time.Time // when the informers were last replaced
 	debug       bool      // the config logs at debug level: notes of every placement
-	lostAt      time.Time // when the API server last seemed out of reach
+	lostAt      time.Time // when a write last failed or the node lapsed: the API server may have been out of reach
 
 	// Rebalancing: at most one address is being handed over at a time.
 	handover   netip.Addr
@@ -465,6 +469,9 @@ func (c *Core) Step(o Observation) Plan {
 		c.restore(s, o.Leases)
 	}
 	c.recordWrites(o.Writes)
+	if o.WriteFailed {
+		c.lostAt = o.Now
+	}
 	c.expirePeers(s)
 	for ip, at := range c.received {
 		if s.now.Sub(at) >= handoverBackoff {
@@ -513,6 +520,7 @@ func (c *Core) lapse(s *step) {
 	}
 	s.next = map[netip.Addr]string{}
 	c.lapsedAt = s.now
+	c.lostAt = s.now // the API server may have dropped its watches meanwhile
 	c.leading = false
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	c.enterFrozen(s)
@@ -849,9 +857,6 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > c.t.Lease && c.awaySince.IsZero() {
 		c.awaySince = c.lastWrite
 	}
-	if !c.lastWrite.IsZero() && now.Sub(c.lastWrite) > 2*c.t.Renew {
-		c.lostAt = now // no renewal written lately: out of reach (or paused)
-	}
 	healthy := synced && !c.fresh.IsZero() && now.Sub(c.fresh) <= c.t.freshFor() &&
 		(c.lapsedAt.IsZero() || c.fresh.After(c.lapsedAt))
 	switch {
@@ -894,7 +899,11 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			// (Services, EndpointSlices, Nodes) may still be backing off
 			// after the API server was out of reach, and would hide what
 			// changed meanwhile: replace them all, unless they were
-			// replaced since it was last out of reach.
+			// replaced since. Only after a failed write or a lapse, not
+			// after writes that were merely slow: an API server too loaded
+			// to return renewals in time (a cold start's thousands of
+			// status writes) kept the watches, and a relist of everything
+			// would load it further into the next freeze.
 			s.plan.RefreshView = true
 			c.refreshed = now
 			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")
@@ -914,7 +923,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	// renewals keep coming back, late by up to lagLimit:
 	// an API server too loaded to return them in time (a cold start's
 	// thousands of status writes) would only get a relist of everything on
-	// top (if writes stalled too, the thaw still relists: lostAt above).
+	// top (if writes failed too, the thaw still relists: lostAt above).
 	// Further behind, a relist is worth it.
 	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= c.t.lagLimit()
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&

@@ -398,7 +398,7 @@ func (s *sim) answering() []string { return ips(slices.Collect(maps.Keys(s.c.own
 func (s *sim) cutOff(d time.Duration) {
 	for end := s.now.Add(d); s.now.Before(end); {
 		s.advance(timings.Renew / 2)
-		s.step(Observation{})
+		s.step(Observation{WriteFailed: true})
 	}
 }
 
@@ -510,6 +510,34 @@ func TestCoreTransitions(t *testing.T) {
 				s.advance(timings.Renew)
 				if p = s.step(s.renewed(Observation{})); p.RefreshView {
 					t.Error("informers replaced again after the thaw")
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
+			// Found in the 5,000-Service cold start: the IPAM leader's
+			// renewals, slowed by the load, froze it, and each thaw relisted
+			// every Service (the writes had merely been slow), loading the
+			// API server into the next freeze: 62 s instead of 23.
+			name: "frozen by slow writes, none failed: the thaw keeps the informers",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				for range 3 {
+					s.step(s.renewed(Observation{}))
+					s.advance(timings.Renew)
+				}
+				// A write in flight for 3 s, then seen back at once.
+				for range 6 {
+					s.advance(timings.Renew / 2)
+					s.step(Observation{})
+				}
+				if s.plan.Healthy {
+					t.Fatal("setup: not frozen by the slow write")
+				}
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || p.RefreshView {
+					t.Errorf("thaw: healthy %v, informers replaced %v; want healthy, kept", p.Healthy, p.RefreshView)
 				}
 				return p
 			},

@@ -58,6 +58,7 @@ func oneMissed(t *testing.T, tm Timings, aLost map[int]bool, aLate map[int]time.
 		s.now = t0.Add(time.Duration(n) * 50 * time.Millisecond)
 		ms := n * 50
 		var o Observation
+		o.WriteFailed = ms%1000 == 0 && aFails[ms/1000]
 		if ms%1000 == 0 && !aFails[ms/1000] {
 			renew++
 			r := time.Unix(0, 0).Add(time.Duration(renew) * time.Second)
