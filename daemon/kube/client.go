@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -31,7 +33,7 @@ import (
 // start; the daemon's memory goal is 40 MiB in all.
 type Client struct {
 	Core         rest.Interface // core/v1: Services, Nodes, Events
-	Coordination rest.Interface // coordination.k8s.io/v1: Leases
+	Coordination rest.Interface // coordination.k8s.io/v1: Leases, on a connection of its own
 	Discovery    rest.Interface // discovery.k8s.io/v1: EndpointSlices
 }
 
@@ -65,19 +67,31 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client: %w", err)
 	}
+	// The Leases get a connection of their own: the heartbeat and the
+	// Lease informer are how peers and this node judge liveness, and must
+	// not queue behind the Service watch and thousands of status writes
+	// on one HTTP/2 connection (a distinct dialer keeps client-go from
+	// sharing its cached transport).
+	lcfg := rest.CopyConfig(cfg)
+	lcfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	leaseClient, err := rest.HTTPClientFor(lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP client: %w", err)
+	}
 	c := &Client{}
 	for _, g := range []struct {
 		into    *rest.Interface
 		apiPath string
 		gv      schema.GroupVersion
+		http    *http.Client
 	}{
-		{&c.Core, "/api", corev1.SchemeGroupVersion},
-		{&c.Coordination, "/apis", coordinationv1.SchemeGroupVersion},
-		{&c.Discovery, "/apis", discoveryv1.SchemeGroupVersion},
+		{&c.Core, "/api", corev1.SchemeGroupVersion, httpClient},
+		{&c.Coordination, "/apis", coordinationv1.SchemeGroupVersion, leaseClient},
+		{&c.Discovery, "/apis", discoveryv1.SchemeGroupVersion, httpClient},
 	} {
 		gcfg := rest.CopyConfig(cfg)
 		gcfg.APIPath, gcfg.GroupVersion = g.apiPath, &g.gv
-		rc, err := rest.RESTClientForConfigAndClient(gcfg, httpClient)
+		rc, err := rest.RESTClientForConfigAndClient(gcfg, g.http)
 		if err != nil {
 			return nil, fmt.Errorf("REST client for %s: %w", g.gv, err)
 		}

@@ -1,6 +1,12 @@
 package kube
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +76,64 @@ func TestConnectBackoff(t *testing.T) {
 	} {
 		if got := connectBackoff(tc.prev, tc.limit); got != tc.want {
 			t.Errorf("%s: connectBackoff(%v, %v) = %v, want %v", tc.name, tc.prev, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// TestLeasesHaveTheirOwnConnection: requests for Leases travel on a
+// connection of their own, never on the one that carries the Service
+// watch and the status writes, and the other groups share one.
+func TestLeasesHaveTheirOwnConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]map[string]bool{} // path prefix -> remote addresses
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		group := "/api"
+		if strings.HasPrefix(r.URL.Path, "/apis/coordination.k8s.io") {
+			group = "leases"
+		} else if strings.HasPrefix(r.URL.Path, "/apis/") {
+			group = "/apis"
+		}
+		mu.Lock()
+		if conns[group] == nil {
+			conns[group] = map[string]bool{}
+		}
+		conns[group][r.RemoteAddr] = true
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Success"}`)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := NewClient(&rest.Config{Host: srv.URL, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 3 {
+		for _, req := range []*rest.Request{
+			c.Core.Get().Resource("services"),
+			c.Discovery.Get().Resource("endpointslices"),
+			c.Coordination.Get().Namespace("l2lb-system").Resource("leases"),
+		} {
+			if err := req.Do(ctx).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns["leases"]) != 1 || len(conns["/api"]) != 1 || len(conns["/apis"]) != 1 {
+		t.Fatalf("connections used: %v; want one each", conns)
+	}
+	for lease := range conns["leases"] {
+		if conns["/api"][lease] || conns["/apis"][lease] {
+			t.Errorf("Leases share connection %s with the other groups", lease)
+		}
+	}
+	for core := range conns["/api"] {
+		if !conns["/apis"][core] {
+			t.Errorf("core and discovery use different connections: %v", conns)
 		}
 	}
 }
