@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -33,7 +32,8 @@ import (
 // start; the daemon's memory goal is 40 MiB in all.
 type Client struct {
 	Core         rest.Interface // core/v1: Services, Nodes, Events
-	Coordination rest.Interface // coordination.k8s.io/v1: Leases, on a connection of its own
+	Coordination rest.Interface // coordination.k8s.io/v1: Leases
+	LeaseWatch   rest.Interface // the same, on a connection of its own: for the Lease informer
 	Discovery    rest.Interface // discovery.k8s.io/v1: EndpointSlices
 }
 
@@ -67,14 +67,18 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client: %w", err)
 	}
-	// The Leases get a connection of their own: the heartbeat and the
-	// Lease informer are how peers and this node judge liveness, and must
-	// not queue behind the Service watch and thousands of status writes
-	// on one HTTP/2 connection (a distinct dialer keeps client-go from
-	// sharing its cached transport).
-	lcfg := rest.CopyConfig(cfg)
-	lcfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	leaseClient, err := rest.HTTPClientFor(lcfg)
+	// The Lease informer watches on a connection of its own: it is how this
+	// node sees its renewals come back, and must not queue behind the
+	// Service watch and thousands of status writes on one HTTP/2
+	// connection (the IPAM leader's did, by over a second, in a cold
+	// start, and froze). The heartbeat still writes on the main
+	// connection, so a node whose main connection fails cannot stay
+	// fresh. Explicit ALPN protocols (the ones client-go would offer
+	// anyway) give the transport a cache key of its own: a distinct but
+	// stable one, so the retries of Connect reuse it rather than add one.
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.NextProtos = []string{"h2", "http/1.1"}
+	watchClient, err := rest.HTTPClientFor(wcfg)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client: %w", err)
 	}
@@ -86,7 +90,8 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 		http    *http.Client
 	}{
 		{&c.Core, "/api", corev1.SchemeGroupVersion, httpClient},
-		{&c.Coordination, "/apis", coordinationv1.SchemeGroupVersion, leaseClient},
+		{&c.Coordination, "/apis", coordinationv1.SchemeGroupVersion, httpClient},
+		{&c.LeaseWatch, "/apis", coordinationv1.SchemeGroupVersion, watchClient},
 		{&c.Discovery, "/apis", discoveryv1.SchemeGroupVersion, httpClient},
 	} {
 		gcfg := rest.CopyConfig(cfg)

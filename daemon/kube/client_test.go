@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,24 +79,23 @@ func TestConnectBackoff(t *testing.T) {
 	}
 }
 
-// TestLeasesHaveTheirOwnConnection: requests for Leases travel on a
-// connection of their own, never on the one that carries the Service
-// watch and the status writes, and the other groups share one.
-func TestLeasesHaveTheirOwnConnection(t *testing.T) {
+// TestLeaseWatchHasItsOwnConnection: the Lease informer's requests travel
+// on an HTTP/2 connection of their own, never on the one that carries the
+// Service watch and the status writes; every other request, the member
+// Lease's writes included, shares that one.
+func TestLeaseWatchHasItsOwnConnection(t *testing.T) {
 	var mu sync.Mutex
-	conns := map[string]map[string]bool{} // path prefix -> remote addresses
+	conns := map[string]map[string]bool{} // client -> remote addresses
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		group := "/api"
-		if strings.HasPrefix(r.URL.Path, "/apis/coordination.k8s.io") {
-			group = "leases"
-		} else if strings.HasPrefix(r.URL.Path, "/apis/") {
-			group = "/apis"
+		if r.ProtoMajor != 2 {
+			t.Errorf("%s over %s, want HTTP/2", r.URL, r.Proto)
 		}
 		mu.Lock()
-		if conns[group] == nil {
-			conns[group] = map[string]bool{}
+		who := r.Header.Get("X-Client")
+		if conns[who] == nil {
+			conns[who] = map[string]bool{}
 		}
-		conns[group][r.RemoteAddr] = true
+		conns[who][r.RemoteAddr] = true
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Success"}`)
@@ -111,29 +109,35 @@ func TestLeasesHaveTheirOwnConnection(t *testing.T) {
 	}
 	ctx := context.Background()
 	for range 3 {
-		for _, req := range []*rest.Request{
-			c.Core.Get().Resource("services"),
-			c.Discovery.Get().Resource("endpointslices"),
-			c.Coordination.Get().Namespace("l2lb-system").Resource("leases"),
+		for who, req := range map[string]*rest.Request{
+			"core":         c.Core.Get().Resource("services"),
+			"discovery":    c.Discovery.Get().Resource("endpointslices"),
+			"coordination": c.Coordination.Put().Namespace("l2lb-system").Resource("leases").Name("l2lbd-n1").Body([]byte("{}")),
+			"lease watch":  c.LeaseWatch.Get().Namespace("l2lb-system").Resource("leases"),
 		} {
-			if err := req.Do(ctx).Error(); err != nil {
+			if err := req.SetHeader("X-Client", who).Do(ctx).Error(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(conns["leases"]) != 1 || len(conns["/api"]) != 1 || len(conns["/apis"]) != 1 {
-		t.Fatalf("connections used: %v; want one each", conns)
-	}
-	for lease := range conns["leases"] {
-		if conns["/api"][lease] || conns["/apis"][lease] {
-			t.Errorf("Leases share connection %s with the other groups", lease)
+	one := func(who string) string {
+		if len(conns[who]) != 1 {
+			t.Fatalf("%s used connections %v; want one", who, conns[who])
 		}
+		for addr := range conns[who] {
+			return addr
+		}
+		return ""
 	}
-	for core := range conns["/api"] {
-		if !conns["/apis"][core] {
-			t.Errorf("core and discovery use different connections: %v", conns)
+	main, watch := one("core"), one("lease watch")
+	if watch == main {
+		t.Errorf("the Lease watch shares connection %s with the rest", main)
+	}
+	for _, who := range []string{"discovery", "coordination"} {
+		if got := one(who); got != main {
+			t.Errorf("%s on %s, core on %s; want one connection", who, got, main)
 		}
 	}
 }

@@ -483,3 +483,32 @@ func TestHeartbeatNoRetryForUnsettledOffer(t *testing.T) {
 	case <-time.After(2500 * time.Millisecond):
 	}
 }
+
+// TestHeartbeatReportsFailedWrites: every write that fails is reported
+// through Failed (the decision core relists the informers after an outage
+// by it), and none that succeeds is.
+func TestHeartbeatReportsFailedWrites(t *testing.T) {
+	srv := &leaseServer{}
+	api := httptest.NewServer(srv)
+	defer api.Close()
+	var failed atomic.Int32
+	h := testHeartbeat(t, api, time.Hour, 3*time.Second, HeartbeatHooks{Failed: func() { failed.Add(1) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.Set(Member{Pools: []string{"lan"}}, false)
+	go h.Run(ctx)
+	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
+		t.Fatalf("first write: %q", w)
+	}
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d failures reported after a successful write", n)
+	}
+	srv.fail.Store(http.StatusConflict)
+	h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, false)
+	for end := time.Now().Add(5 * time.Second); failed.Load() == 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if failed.Load() == 0 {
+		t.Errorf("a refused write (409) was not reported; %d attempts", srv.attempts.Load())
+	}
+}

@@ -148,7 +148,7 @@ func (v *View) newSet() *informerSet {
 				return nil, nil
 			},
 		}),
-		leases: newInformer(c.Coordination, "leases", v.leaseNS, &coordinationv1.Lease{}, nil),
+		leases: newInformer(c.LeaseWatch, "leases", v.leaseNS, &coordinationv1.Lease{}, nil),
 	}
 	handle := func(inf cache.SharedIndexInformer, kind Kind, keys func(obj any) []string) {
 		changed := func(obj any) {

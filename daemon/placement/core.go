@@ -894,16 +894,18 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			}
 		}
 		s.note(slog.LevelInfo, FreshLog)
-		if c.refreshed.Before(c.lostAt) {
+		if c.refreshed.Before(c.lostAt) && c.lostAt.After(c.freshBeforeFreeze) {
 			// Fresh says the Lease informer is current. The others
 			// (Services, EndpointSlices, Nodes) may still be backing off
 			// after the API server was out of reach, and would hide what
 			// changed meanwhile: replace them all, unless they were
-			// replaced since. Only after a failed write or a lapse, not
-			// after writes that were merely slow: an API server too loaded
-			// to return renewals in time (a cold start's thousands of
-			// status writes) kept the watches, and a relist of everything
-			// would load it further into the next freeze.
+			// replaced since. Only after a failed write or a lapse since
+			// the view was last fresh (the reflectors' backoff of an
+			// older failure has long ended), not after writes that were
+			// merely slow: an API server too loaded to return renewals in
+			// time (a cold start's thousands of status writes) kept the
+			// watches, and a relist of everything would load it further
+			// into the next freeze.
 			s.plan.RefreshView = true
 			c.refreshed = now
 			s.note(slog.LevelInfo, "replacing the informers after the freeze, so that none lags behind the Lease's")

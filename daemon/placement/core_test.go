@@ -527,8 +527,40 @@ func TestCoreTransitions(t *testing.T) {
 					s.step(s.renewed(Observation{}))
 					s.advance(timings.Renew)
 				}
-				// A write in flight for 3 s, then seen back at once.
-				for range 6 {
+				// A write in flight for 2.5 s (its timeout is 3 s), then
+				// seen back at once.
+				for range 5 {
+					s.advance(timings.Renew / 2)
+					s.step(Observation{})
+				}
+				if s.plan.Healthy {
+					t.Fatal("setup: not frozen by the slow write")
+				}
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || p.RefreshView {
+					t.Errorf("thaw: healthy %v, informers replaced %v; want healthy, kept", p.Healthy, p.RefreshView)
+				}
+				return p
+			},
+			want: []string{x},
+		},
+		{
+			// Found by review: a write that failed long before a freeze
+			// (a conflict, one refused request) must not make its thaw
+			// relist; the reflectors' backoff, if any, ended long ago.
+			name: "a write failed long before a freeze by slow writes: the thaw keeps the informers",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.step(s.renewed(Observation{}))
+				s.advance(timings.Renew)
+				if p := s.step(s.renewed(Observation{WriteFailed: true})); !p.Healthy {
+					t.Fatal("setup: one failed write froze the node")
+				}
+				for range 5 {
+					s.advance(timings.Renew)
+					s.step(s.renewed(Observation{}))
+				}
+				for range 5 { // a write in flight for 2.5 s
 					s.advance(timings.Renew / 2)
 					s.step(Observation{})
 				}

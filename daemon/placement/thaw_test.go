@@ -7,15 +7,15 @@ import (
 )
 
 // TestThawRevivesAPeerThatMissedRenewalsInAnOutage (found by review, against
-// a rule that revived no peer after a freeze without a write gap): an API
-// outage in which a missed
-// one renewal (its write gap is exactly 2 renew intervals, so lostAt is
-// never set) while b, renewing half an interval later, missed two and got
-// a 429/Retry-After on its first write after the outage. a's thaw is
-// judged "writes kept working": b, alive throughout (frozen, answering z),
-// is not revived, and a takes z a renew interval after the thaw, half a
-// second before b's renewal comes back. Lease = 2 × renew (allowed).
-// Before 4f573ac b was revived at the thaw and kept z.
+// a rule that revived no peer after a freeze without a write gap of more
+// than 2 renew intervals): an API outage in which a missed one renewal (its
+// write gap exactly 2 renew intervals) while b, renewing half an interval
+// later, missed two and got a 429/Retry-After on its first write after the
+// outage. Under that rule a's thaw was judged "writes kept working": b,
+// alive throughout (frozen, answering z), was not revived, and a took z a
+// renew interval after the thaw, half a second before b's renewal came
+// back. Lease = 2 × renew (allowed). Before 4f573ac b was revived at the
+// thaw and kept z.
 func TestThawRevivesAPeerThatMissedRenewalsInAnOutage(t *testing.T) {
 	for _, c := range []struct {
 		name string
