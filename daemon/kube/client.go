@@ -50,7 +50,7 @@ var scheme = func() *runtime.Scheme {
 }()
 
 // NewClient returns a Client for cfg; it does not contact the API server.
-// cfg.QPS and cfg.Burst are one token bucket shared by the three groups (the
+// cfg.QPS and cfg.Burst are one token bucket shared by every group (the
 // daemon's kubernetes.qps and kubernetes.burst); a QPS of zero or less means
 // no client-side limit, not client-go's default of 5 per second.
 func NewClient(cfg *rest.Config) (*Client, error) {
@@ -78,6 +78,10 @@ func NewClient(cfg *rest.Config) (*Client, error) {
 	// stable one, so the retries of Connect reuse it rather than add one.
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.NextProtos = []string{"h2", "http/1.1"}
+	if os.Getenv("DISABLE_HTTP2") != "" {
+		// client-go then configures no HTTP/2, so h2 must not be offered.
+		wcfg.NextProtos = []string{"http/1.1"}
+	}
 	watchClient, err := rest.HTTPClientFor(wcfg)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client: %w", err)

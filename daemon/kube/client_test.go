@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 )
 
-// TestClientRateLimit checks that the three groups share one token bucket
+// TestClientRateLimit checks that the groups share one token bucket
 // with the configured rate, and that no QPS means no client-side limit
 // rather than client-go's default of 5 per second.
 func TestClientRateLimit(t *testing.T) {
@@ -35,10 +35,10 @@ func TestClientRateLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			var limiters []flowcontrol.RateLimiter
-			for _, rc := range []rest.Interface{c.Core, c.Coordination, c.Discovery} {
+			for _, rc := range []rest.Interface{c.Core, c.Coordination, c.Discovery, c.LeaseWatch} {
 				limiters = append(limiters, rc.GetRateLimiter())
 			}
-			if limiters[0] != limiters[1] || limiters[0] != limiters[2] {
+			if limiters[0] != limiters[1] || limiters[0] != limiters[2] || limiters[0] != limiters[3] {
 				t.Error("the groups have separate rate limiters; want one budget")
 			}
 			if tc.wantQPS != 0 {

@@ -484,9 +484,11 @@ func TestHeartbeatNoRetryForUnsettledOffer(t *testing.T) {
 	}
 }
 
-// TestHeartbeatReportsFailedWrites: every write that fails is reported
-// through Failed (the decision core relists the informers after an outage
-// by it), and none that succeeds is.
+// TestHeartbeatReportsFailedWrites: a write that failed without an answer
+// or with a server error is reported through Failed (the decision core
+// relists the informers after an outage by it); one the API server
+// answered with a 4xx (a conflict, a 429 when loaded) is not, and neither
+// is a success.
 func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	srv := &leaseServer{}
 	api := httptest.NewServer(srv)
@@ -500,15 +502,44 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
 		t.Fatalf("first write: %q", w)
 	}
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d failures reported after a successful write", n)
+	claims := 0
+	attempt := func(code int32) {
+		t.Helper()
+		before := srv.attempts.Load()
+		srv.fail.Store(code)
+		claims++
+		h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{netip.AddrFrom4([4]byte{198, 51, 100, byte(claims)})}}, false)
+		for end := time.Now().Add(5 * time.Second); srv.attempts.Load() == before && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // the result reaches the hook
 	}
-	srv.fail.Store(http.StatusConflict)
-	h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, false)
-	for end := time.Now().Add(5 * time.Second); failed.Load() == 0 && time.Now().Before(end); {
-		time.Sleep(5 * time.Millisecond)
+	for _, code := range []int32{http.StatusConflict, http.StatusTooManyRequests, http.StatusForbidden} {
+		if attempt(code); failed.Load() != 0 {
+			t.Fatalf("a write answered %d was reported as failed", code)
+		}
 	}
-	if failed.Load() == 0 {
-		t.Errorf("a refused write (409) was not reported; %d attempts", srv.attempts.Load())
+	if attempt(http.StatusServiceUnavailable); failed.Load() == 0 {
+		t.Errorf("a write answered 503 was not reported; %d attempts", srv.attempts.Load())
+	}
+}
+
+func TestMayBeOutOfReach(t *testing.T) {
+	gr := schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewConflict(gr, "l2lbd-n1", errors.New("changed")), false},
+		{apierrors.NewTooManyRequests("loaded", 1), false},
+		{apierrors.NewForbidden(gr, "l2lbd-n1", errors.New("policy")), false},
+		{apierrors.NewServiceUnavailable("starting"), true},
+		{apierrors.NewTimeoutError("slow", 1), true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{context.DeadlineExceeded, true},
+	} {
+		if got := mayBeOutOfReach(c.err); got != c.want {
+			t.Errorf("mayBeOutOfReach(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

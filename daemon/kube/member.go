@@ -150,7 +150,8 @@ type Heartbeat struct {
 	// onUnsent hears of a hand-over offer no write carried to the API
 	// server (see Run); no write carries it afterwards.
 	onUnsent func(ip netip.Addr, to string)
-	// onFailed hears of every write that failed.
+	// onFailed hears of every write that failed without an answer from the
+	// API server, or with a server error (mayBeOutOfReach).
 	onFailed func()
 
 	member     atomic.Pointer[Member]
@@ -193,7 +194,8 @@ type HeartbeatHooks struct {
 	// Unsent follows the write that gave a hand-over offer of ip to node
 	// to up (see Run).
 	Unsent func(ip netip.Addr, to string)
-	// Failed follows every write that failed.
+	// Failed follows every write that failed without an answer from the
+	// API server, or with a server error.
 	Failed func()
 }
 
@@ -320,7 +322,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			if h.onFailed != nil {
+			if h.onFailed != nil && mayBeOutOfReach(err) {
 				h.onFailed()
 			}
 			if urgent {
@@ -407,6 +409,20 @@ func notWritten(err error) bool {
 	return apierrors.IsConflict(err) || apierrors.IsNotFound(err) || apierrors.IsForbidden(err) ||
 		apierrors.IsUnauthorized(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
 		apierrors.IsTooManyRequests(err)
+}
+
+// mayBeOutOfReach reports whether a write that failed with err says the
+// API server may be out of reach (and the informers' reflectors backing
+// off): no answer (no connection, a timeout, a reset) or a server error. An
+// answer in the 4xx range says it is there and serving: a conflict, or a
+// 429 from a loaded one, whose watches keep working.
+func mayBeOutOfReach(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		code := status.Status().Code
+		return code == 0 || code >= 500
+	}
+	return true
 }
 
 // flush writes what was Set and not yet written (claims held back, or a

@@ -866,9 +866,18 @@ func TestCoreTransitions(t *testing.T) {
 				if p = s.step(Observation{}); p.Healthy {
 					t.Error("fresh again on a renewal sent before the pause was noticed")
 				}
+				replaced := 0
 				for range 3 {
 					s.advance(timings.Renew)
 					p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x), lease("c")})}))
+					if p.RefreshView {
+						replaced++
+					}
+				}
+				// The API server may have dropped the paused node's
+				// watches: the thaw replaces the informers, once.
+				if replaced != 1 {
+					t.Errorf("informers replaced %d times after the pause, want once", replaced)
 				}
 				return p
 			},
