@@ -99,6 +99,21 @@ func testHeartbeat(t *testing.T, api *httptest.Server, renew, duration time.Dura
 	return h
 }
 
+// runHeartbeat runs a heartbeat (renewing hourly, lease 3 s) against api
+// until the test ends, and returns it once its first write reached srv.
+func runHeartbeat(t *testing.T, srv *leaseServer, api *httptest.Server, hooks HeartbeatHooks) *Heartbeat {
+	t.Helper()
+	h := testHeartbeat(t, api, time.Hour, 3*time.Second, hooks)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h.Set(Member{Pools: []string{"lan"}}, false)
+	go h.Run(ctx)
+	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
+		t.Fatalf("first write: %q", w)
+	}
+	return h
+}
+
 // writeStatus answers a request with a failure Status.
 func writeStatus(w http.ResponseWriter, code int, reason string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -382,14 +397,7 @@ func TestHeartbeatRetriesThrottled(t *testing.T) {
 		srv.ServeHTTP(w, r)
 	}))
 	defer api.Close()
-	h := testHeartbeat(t, api, time.Hour, 3*time.Second, HeartbeatHooks{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	h.Set(Member{Pools: []string{"lan"}}, false)
-	go h.Run(ctx)
-	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
-		t.Fatalf("first write: %q", w)
-	}
+	h := runHeartbeat(t, srv, api, HeartbeatHooks{})
 	h.Set(Member{Pools: []string{"lan"}, Claims: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, false) // its PUT: 429
 	if w := srv.waitWrites(2, 3*time.Second); len(w) != 2 {
 		t.Errorf("a renewal throttled once (Retry-After: 1) is still unwritten after 3 s: %q", w)
@@ -494,14 +502,7 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	api := httptest.NewServer(srv)
 	defer api.Close()
 	var failed atomic.Int32
-	h := testHeartbeat(t, api, time.Hour, 3*time.Second, HeartbeatHooks{Failed: func() { failed.Add(1) }})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	h.Set(Member{Pools: []string{"lan"}}, false)
-	go h.Run(ctx)
-	if w := srv.waitWrites(1, 5*time.Second); len(w) != 1 {
-		t.Fatalf("first write: %q", w)
-	}
+	h := runHeartbeat(t, srv, api, HeartbeatHooks{Failed: func() { failed.Add(1) }})
 	claims := 0
 	attempt := func(code int32) {
 		t.Helper()

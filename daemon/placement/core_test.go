@@ -395,6 +395,25 @@ func (s *sim) answering() []string { return ips(slices.Collect(maps.Keys(s.c.own
 
 // cutOff lets d pass with the core stepping every half renew interval and
 // nothing coming back from the API: no renewals, no peers.
+// thawAfterSlowWrite freezes the node with a write in flight for 2.5 s
+// (its timeout is 3 s), none failed, then sees it back, and checks that the
+// thaw keeps the informers: the API server was slow, not out of reach.
+func (s *sim) thawAfterSlowWrite(t *testing.T) Plan {
+	t.Helper()
+	for range 5 {
+		s.advance(timings.Renew / 2)
+		s.step(Observation{})
+	}
+	if s.plan.Healthy {
+		t.Fatal("setup: not frozen by the slow write")
+	}
+	p := s.step(s.renewed(Observation{}))
+	if !p.Healthy || p.RefreshView {
+		t.Errorf("thaw: healthy %v, informers replaced %v; want healthy, kept", p.Healthy, p.RefreshView)
+	}
+	return p
+}
+
 func (s *sim) cutOff(d time.Duration) {
 	for end := s.now.Add(d); s.now.Before(end); {
 		s.advance(timings.Renew / 2)
@@ -527,20 +546,7 @@ func TestCoreTransitions(t *testing.T) {
 					s.step(s.renewed(Observation{}))
 					s.advance(timings.Renew)
 				}
-				// A write in flight for 2.5 s (its timeout is 3 s), then
-				// seen back at once.
-				for range 5 {
-					s.advance(timings.Renew / 2)
-					s.step(Observation{})
-				}
-				if s.plan.Healthy {
-					t.Fatal("setup: not frozen by the slow write")
-				}
-				p := s.step(s.renewed(Observation{}))
-				if !p.Healthy || p.RefreshView {
-					t.Errorf("thaw: healthy %v, informers replaced %v; want healthy, kept", p.Healthy, p.RefreshView)
-				}
-				return p
+				return s.thawAfterSlowWrite(t)
 			},
 			want: []string{x},
 		},
@@ -560,18 +566,7 @@ func TestCoreTransitions(t *testing.T) {
 					s.advance(timings.Renew)
 					s.step(s.renewed(Observation{}))
 				}
-				for range 5 { // a write in flight for 2.5 s
-					s.advance(timings.Renew / 2)
-					s.step(Observation{})
-				}
-				if s.plan.Healthy {
-					t.Fatal("setup: not frozen by the slow write")
-				}
-				p := s.step(s.renewed(Observation{}))
-				if !p.Healthy || p.RefreshView {
-					t.Errorf("thaw: healthy %v, informers replaced %v; want healthy, kept", p.Healthy, p.RefreshView)
-				}
-				return p
+				return s.thawAfterSlowWrite(t)
 			},
 			want: []string{x},
 		},
