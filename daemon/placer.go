@@ -243,7 +243,8 @@ func (p *placer) onWrite(renew, sent time.Time) {
 	p.poke()
 }
 
-// onFailed is the heartbeat's callback for a write that failed.
+// onFailed is the heartbeat's callback for a write that failed without an
+// answer or with a server error.
 func (p *placer) onFailed() {
 	w := p.writes
 	w.mu.Lock()

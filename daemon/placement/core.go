@@ -135,8 +135,9 @@ type Observation struct {
 	Services   []ServiceUpdate
 	Writes     []Write
 	// WriteFailed: a write of the own Lease failed since the previous
-	// step (no connection, refused, timed out): the API server may be out
-	// of reach, and the informers' reflectors backing off.
+	// step without an answer (no connection, a timeout) or with a server
+	// error: the API server may be out of reach, and the informers'
+	// reflectors backing off.
 	WriteFailed bool
 	// Unsent are hand-over offers the heartbeat gave up: no write that
 	// carried them can have reached the API server, and none will.
