@@ -551,6 +551,24 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			// The informers start with the daemon; a write that fails
+			// before the first renewal comes back says they may be backing
+			// off already.
+			name: "start: a write fails before the first renewal comes back: the first fresh view replaces the informers",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.advance(timings.Renew / 2)
+				s.step(Observation{WriteFailed: true})
+				s.advance(timings.Renew / 2)
+				p := s.step(s.renewed(Observation{}))
+				if !p.Healthy || !p.RefreshView {
+					t.Errorf("first fresh view: healthy %v, informers replaced %v; want both", p.Healthy, p.RefreshView)
+				}
+				return p
+			},
+			want: []string{},
+		},
+		{
 			// Found by review: a write that failed long before a freeze
 			// (a conflict, one refused request) must not make its thaw
 			// relist; the reflectors' backoff, if any, ended long ago.
