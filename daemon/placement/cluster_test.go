@@ -233,7 +233,8 @@ func (c *cluster) runFor(d time.Duration) {
 			if m.down || m.starting || c.now.Before(m.pausedTill) {
 				continue
 			}
-			if (m.writeNow || !c.now.Before(m.nextRenew)) && c.reaches(m) {
+			due := m.writeNow || !c.now.Before(m.nextRenew)
+			if due && c.reaches(m) {
 				c.seq++
 				// renewTime is the writer's clock, as kube.Heartbeat
 				// writes it (the nanoseconds keep each one unique).
@@ -248,7 +249,7 @@ func (c *cluster) runFor(d time.Duration) {
 					m.nextRenew = c.now.Add(timings.Renew)
 				}
 				m.writeNow = false
-			} else if (m.writeNow || !c.now.Before(m.nextRenew)) && !c.reaches(m) {
+			} else if due {
 				m.writeFailed = true // refused or timed out, as kube.Heartbeat reports it
 			}
 		}

@@ -309,12 +309,12 @@ type Core struct {
 	// awaySince is set while its Lease has gone unrenewed for a lease
 	// duration during this freeze (peers may have expired it and taken
 	// over): the sent time of its last renewal before that gap.
-	awaySince   time.Time
-	settleUntil time.Time
-	settling    bool
-	refreshed   time.Time // when the informers were last replaced
-	debug       bool      // the config logs at debug level: notes of every placement
-	lostAt      time.Time // when a write last failed or the node lapsed: the API server may have been out of reach
+	awaySince     time.Time
+	settleUntil   time.Time
+	settling      bool
+	refreshed     time.Time // when the informers were last replaced
+	debug         bool      // the config logs at debug level: notes of every placement
+	writeFailedAt time.Time // when a write of the own Lease last failed (Observation.WriteFailed)
 
 	// Rebalancing: at most one address is being handed over at a time.
 	handover   netip.Addr
@@ -471,7 +471,7 @@ func (c *Core) Step(o Observation) Plan {
 	}
 	c.recordWrites(o.Writes)
 	if o.WriteFailed {
-		c.lostAt = o.Now
+		c.writeFailedAt = o.Now
 	}
 	c.expirePeers(s)
 	for ip, at := range c.received {
@@ -521,7 +521,6 @@ func (c *Core) lapse(s *step) {
 	}
 	s.next = map[netip.Addr]string{}
 	c.lapsedAt = s.now
-	c.lostAt = s.now // the API server may have dropped its watches meanwhile
 	c.leading = false
 	c.handover, c.handoverTo = netip.Addr{}, ""
 	c.enterFrozen(s)
@@ -895,7 +894,13 @@ func (c *Core) checkHealth(s *step, synced bool) {
 			}
 		}
 		s.note(slog.LevelInfo, FreshLog)
-		if c.refreshed.Before(c.lostAt) && c.lostAt.After(c.freshBeforeFreeze) {
+		// The API server may last have been out of reach then: a write
+		// failed, or this node lapsed (its watches may have been dropped).
+		lost := c.writeFailedAt
+		if c.lapsedAt.After(lost) {
+			lost = c.lapsedAt
+		}
+		if c.refreshed.Before(lost) && lost.After(c.freshBeforeFreeze) {
 			// Fresh says the Lease informer is current. The others
 			// (Services, EndpointSlices, Nodes) may still be backing off
 			// after the API server was out of reach, and would hide what
@@ -926,7 +931,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 	// renewals keep coming back, late by up to lagLimit:
 	// an API server too loaded to return them in time (a cold start's
 	// thousands of status writes) would only get a relist of everything on
-	// top (if writes failed too, the thaw still relists: lostAt above).
+	// top (if writes failed too, the thaw still relists: see above).
 	// Further behind, a relist is worth it.
 	delivering := now.Sub(c.ownSeenAt) <= c.t.freshFor() && now.Sub(c.fresh) <= c.t.lagLimit()
 	if c.frozen && synced && !c.lastWrite.IsZero() && now.Sub(c.lastWrite) < 2*c.t.Renew &&
