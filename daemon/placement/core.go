@@ -717,8 +717,11 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 
 // restore starts from the claims this node's Lease carries from a previous
 // run, minus every address (and the IPAM role) another node claims
-// meanwhile: a quick restart keeps answering, and a node that restarts after
-// a peer took over does not take its addresses back.
+// meanwhile, and every address this node may not serve now (excluded, not
+// Ready, a Local Service's endpoints gone from it): a quick restart keeps
+// answering, a node that restarts after a peer took over does not take its
+// addresses back, and one that lost its eligibility while it was down does
+// not answer until its first fresh view drops them.
 func (c *Core) restore(s *step, leases []LeaseUpdate) {
 	var mine *Member
 	for i := range leases {
@@ -734,9 +737,18 @@ func (c *Core) restore(s *step, leases []LeaseUpdate) {
 		ledElsewhere = ledElsewhere || p.member.Leader
 	}
 	c.leading = mine.Leader && !ledElsewhere
+	// Eligible as if live: the view is not fresh before the first renewal
+	// comes back, yet the claims are this node's to keep.
+	self, _ := c.nodeNamed(c.self)
+	self.Live = true
 	for _, ip := range mine.Claims {
 		if c.claimedByPeer(ip) {
 			continue
+		}
+		if a := c.addrs[ip]; a != nil {
+			if addr := c.address(ip, a); !Eligible(&self, &addr) {
+				continue
+			}
 		}
 		if iface, ok := c.interfaceFor(ip); ok {
 			s.own(c, ip, iface)

@@ -1179,6 +1179,38 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{},
 		},
 		{
+			name: "restart: a restored claim of a node excluded meanwhile is not answered",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.start(Observation{
+					Services: []ServiceUpdate{svc("x", x)},
+					Nodes:    []NodeUpdate{{Name: "a", Ready: true, Excluded: true}},
+					Leases:   s.renewPeers([]LeaseUpdate{lease("a", x), lease("b"), lease("c")}),
+				})
+			},
+			want: []string{},
+		},
+		{
+			name: "restart: a restored claim of a node not Ready meanwhile is not answered",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.start(Observation{
+					Services: []ServiceUpdate{svc("x", x)},
+					Nodes:    []NodeUpdate{{Name: "a", Ready: false}},
+					Leases:   s.renewPeers([]LeaseUpdate{lease("a", x), lease("b"), lease("c")}),
+				})
+			},
+			want: []string{},
+		},
+		{
+			name: "restart: a restored claim of a Local Service whose endpoints left this node is not answered",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.start(Observation{
+					Services: []ServiceUpdate{localSvc("x", x, "b")},
+					Leases:   s.renewPeers([]LeaseUpdate{lease("a", x), lease("b"), lease("c")}),
+				})
+			},
+			want: []string{},
+		},
+		{
 			name: "restart: a restored address whose Service is gone is dropped at once",
 			run: func(t *testing.T, s *sim) Plan {
 				return s.start(Observation{Leases: []LeaseUpdate{lease("a", x)}})
