@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"time"
@@ -142,7 +143,7 @@ func Connect(ctx context.Context, path, userAgent string, qps float64, burst int
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(jittered(backoff, rand.Float64())):
 		}
 	}
 }
@@ -154,6 +155,14 @@ func connectBackoff(prev, limit time.Duration) time.Duration {
 		return min(200*time.Millisecond, limit)
 	}
 	return min(2*prev, limit)
+}
+
+// jittered shortens a wait by up to a fifth, by r in [0, 1): daemons
+// restarted together during an outage (a package upgrade across the
+// cluster) do not all retry at the same moments, and none waits longer
+// than the renew interval.
+func jittered(wait time.Duration, r float64) time.Duration {
+	return wait - time.Duration(float64(wait)*r/5)
 }
 
 func connect(ctx context.Context, path, userAgent string, qps float64, burst int) (*Client, error) {

@@ -79,6 +79,27 @@ func TestConnectBackoff(t *testing.T) {
 	}
 }
 
+// TestJittered: a retry's wait is shortened by up to a fifth, never
+// lengthened.
+func TestJittered(t *testing.T) {
+	const s = time.Second
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+		r    float64
+		want time.Duration
+	}{
+		{"no jitter at r=0", s, 0, s},
+		{"a tenth at r=0.5", s, 0.5, 900 * time.Millisecond},
+		{"almost a fifth at r near 1", s, 0.999999, 800*time.Millisecond + 200*time.Nanosecond},
+		{"scales with the wait", 200 * time.Millisecond, 0.5, 180 * time.Millisecond},
+	} {
+		if got := jittered(tc.wait, tc.r); got != tc.want {
+			t.Errorf("%s: jittered(%v, %v) = %v, want %v", tc.name, tc.wait, tc.r, got, tc.want)
+		}
+	}
+}
+
 // TestLeaseWatchHasItsOwnConnection: the Lease informer's requests travel
 // on an HTTP/2 connection of their own, never on the one that carries the
 // Service watch and the status writes; every other request, the member
