@@ -306,6 +306,10 @@ type Core struct {
 	// longer than window: it claims nothing until a renewal sent after
 	// this time has come back.
 	lapsedAt time.Time
+	// paused is what this node answered for when it noticed a lapse, until
+	// it has decided with a fresh view again: what it then takes back is
+	// no new address (for the takeover reason).
+	paused map[netip.Addr]string
 	// awaySince is set while its Lease has gone unrenewed for a lease
 	// duration during this freeze (peers may have expired it and taken
 	// over): the sent time of its last renewal before that gap.
@@ -505,6 +509,9 @@ func (c *Core) Step(o Observation) Plan {
 		c.rebalance(s, nodes)
 	}
 	c.finish(s, stale)
+	if !c.frozen && !settling {
+		c.paused = nil // what it re-took after a pause, it has taken by now
+	}
 	c.started = true
 	return s.plan
 }
@@ -519,6 +526,7 @@ func (c *Core) lapse(s *step) {
 	for ip := range c.owned {
 		s.touch(ip)
 	}
+	c.paused = maps.Clone(c.owned)
 	s.next = map[netip.Addr]string{}
 	c.lapsedAt = s.now
 	c.leading = false
@@ -1586,6 +1594,9 @@ func (c *Core) takeoverReason(s *step, ip netip.Addr) (TakeoverReason, string) {
 	if prev == "" || prev == c.self {
 		if !c.started { // only restored claims are taken in the first step
 			return TakeoverRestart, "this node claimed it before it restarted"
+		}
+		if _, ok := c.paused[ip]; ok {
+			return TakeoverResumed, "this node answered for it before it was paused"
 		}
 		return TakeoverNew, "new address, or nobody claims it"
 	}

@@ -11,6 +11,9 @@ const (
 	TakeoverNew TakeoverReason = iota
 	// TakeoverRestart: this node claimed it before it restarted.
 	TakeoverRestart
+	// TakeoverResumed: this node answered for it before it was paused
+	// (its claims lapsed), and no peer took it meanwhile.
+	TakeoverResumed
 	// TakeoverPeerStopped: its node deleted its Lease (a graceful stop).
 	TakeoverPeerStopped
 	// TakeoverPeerExpired: its node stopped renewing its Lease.
@@ -35,6 +38,7 @@ const (
 var takeoverCodes = [TakeoverReasonCount]string{
 	TakeoverNew:            "new",
 	TakeoverRestart:        "restart",
+	TakeoverResumed:        "resumed",
 	TakeoverPeerStopped:    "peer_stopped",
 	TakeoverPeerExpired:    "peer_expired",
 	TakeoverPeerNotReady:   "peer_not_ready",
