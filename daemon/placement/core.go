@@ -526,7 +526,10 @@ func (c *Core) lapse(s *step) {
 	for ip := range c.owned {
 		s.touch(ip)
 	}
-	c.paused = maps.Clone(c.owned)
+	if c.paused == nil { // a second pause keeps what the first one dropped
+		c.paused = map[netip.Addr]string{}
+	}
+	maps.Copy(c.paused, c.owned)
 	s.next = map[netip.Addr]string{}
 	c.lapsedAt = s.now
 	c.leading = false

@@ -917,38 +917,12 @@ func TestCoreTransitions(t *testing.T) {
 		},
 		{
 			name: "pause: what no peer took meanwhile is taken back as resumed, not as new",
-			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("y", y)}})
-				s.fresh(lease("b"), lease("c"))
-				if !slices.Contains(s.answering(), x) {
-					t.Fatalf("not answering %s before the pause", x)
-				}
-				s.advance(timings.window() + time.Second)
-				s.step(Observation{})
-				var reasons []string
-				var p Plan
-				for range 8 {
-					s.advance(timings.Renew / 2)
-					p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
-					for _, a := range p.Announced {
-						reasons = append(reasons, a.IP.String()+" "+a.Reason.String())
-					}
-				}
-				if want := []string{x + " resumed"}; !slices.Equal(reasons, want) {
-					t.Errorf("takeovers after the pause %q, want %q", reasons, want)
-				}
-				// Its Service deleted and created again after the thaw:
-				// the address is new then.
-				s.advance(timings.Renew / 2)
-				s.step(s.renewed(Observation{Services: []ServiceUpdate{gone("x")}}))
-				s.advance(timings.Renew / 2)
-				p = s.step(s.renewed(Observation{Services: []ServiceUpdate{svc("x2", x)},
-					Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
-				if len(p.Announced) != 1 || p.Announced[0].Reason != TakeoverNew {
-					t.Errorf("%s of a Service created after the thaw: announced %+v, want it as new", x, p.Announced)
-				}
-				return p
-			},
+			run:  func(t *testing.T, s *sim) Plan { return s.resumeAfterPauses(t, 1, x, y) },
+			want: []string{x},
+		},
+		{
+			name: "pause: paused again before it took anything back, it still resumes what the first pause dropped",
+			run:  func(t *testing.T, s *sim) Plan { return s.resumeAfterPauses(t, 2, x, y) },
 			want: []string{x},
 		},
 		{
@@ -2030,4 +2004,43 @@ func TestCoreFastestTimings(t *testing.T) {
 		}
 		now = now.Add(25 * time.Millisecond)
 	}
+}
+
+// resumeAfterPauses pauses the node (a step later than its answer deadline)
+// pauses times in a row, lets its view turn fresh with no peer claiming x
+// (its own) or y (b's), and checks that x is taken back as resumed, and
+// that x, once its Service is deleted and created again, is new.
+func (s *sim) resumeAfterPauses(t *testing.T, pauses int, x, y string) Plan {
+	s.start(Observation{Services: []ServiceUpdate{svc("x", x), svc("y", y)}})
+	s.fresh(lease("b"), lease("c"))
+	if !slices.Contains(s.answering(), x) {
+		t.Fatalf("not answering %s before the pause", x)
+	}
+	for range pauses {
+		s.advance(timings.window() + time.Second)
+		s.step(Observation{})
+	}
+	var reasons []string
+	var p Plan
+	for range 8 {
+		s.advance(timings.Renew / 2)
+		p = s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+		for _, a := range p.Announced {
+			reasons = append(reasons, a.IP.String()+" "+a.Reason.String())
+		}
+	}
+	if want := []string{x + " resumed"}; !slices.Equal(reasons, want) {
+		t.Errorf("takeovers after the pause %q, want %q", reasons, want)
+	}
+	// Its Service deleted and created again after the thaw:
+	// the address is new then.
+	s.advance(timings.Renew / 2)
+	s.step(s.renewed(Observation{Services: []ServiceUpdate{gone("x")}}))
+	s.advance(timings.Renew / 2)
+	p = s.step(s.renewed(Observation{Services: []ServiceUpdate{svc("x2", x)},
+		Leases: s.renewPeers([]LeaseUpdate{lease("b"), lease("c")})}))
+	if len(p.Announced) != 1 || p.Announced[0].Reason != TakeoverNew {
+		t.Errorf("%s of a Service created after the thaw: announced %+v, want it as new", x, p.Announced)
+	}
+	return p
 }
