@@ -53,11 +53,10 @@
 // subnets of its addresses. Answering uses it, and so does the daemon when
 // it decides which addresses this node can serve.
 //
-// Each responder reads its socket on a thread of its own, waiting in poll(2)
-// and reading with recvmmsg rather than through Go's netpoller, and sends the answers to a
-// batch of requests with one sendmmsg: the kernel wakes the thread that
-// answers directly, which is what brings reply latency and rate close to
-// the kernel's own (BENCHMARKS.md). The packet path reads the desired set
+// Each responder drains its socket with recvmmsg, a batch of requests per
+// system call, and sends the answers to a batch with one sendmmsg; between
+// batches it waits in Go's netpoller (BENCHMARKS.md has the reply latency
+// and rate against the kernel's own). The packet path reads the desired set
 // through an atomic pointer, takes no lock, allocates nothing, and never
 // logs. Frames are parsed and built at
 // fixed offsets for that reason; github.com/mdlayher/arp and

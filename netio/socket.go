@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -13,13 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The responders' sockets bypass Go's netpoller. A non-blocking socket
-// costs every frame an epoll wake-up, a goroutine unpark and a scheduling
-// round before the handler runs, which measured as most of the reply
-// latency and capped the rate at half the goal (BENCHMARKS.md, netio). A
-// goroutine locked to its own thread, waiting in poll(2), is woken by the
-// kernel directly, reads every frame already queued with one recvmmsg, and
-// answers the batch with one sendmmsg.
+// The responders read their sockets with recvmmsg and answer with
+// sendmmsg, a batch per system call, and wait for frames in Go's netpoller
+// through an epoll instance that watches the socket (and an eventfd that
+// Close writes). Not in poll(2) on a thread of their own: a thread blocked
+// in a system call keeps its P until the runtime's monitor thread (sysmon)
+// takes it back, and every such wait and wake-up sets sysmon polling every
+// 20 µs again, which was a fifth of the daemons' CPU in a cold start and
+// in an idle cluster.
 const (
 	// recvBatch is how many frames one recvmmsg may return. Under load
 	// it turns a system call per frame into one per batch.
@@ -33,14 +36,7 @@ const (
 	// blocked on a packet socket when another thread closes it), and how
 	// long a full send buffer may hold a writer.
 	pollInterval = 500 * time.Millisecond
-	// idleWait bounds serveFrames' wait for a frame. Close wakes the wait
-	// at once; the bound is only a backstop. It is long because every
-	// entry into a blocking wait keeps the Go scheduler's monitor thread
-	// polling for about 20 ms (until it hands the blocked thread's P on):
-	// readers woken twice a second by a timeout were a third of an idle
-	// daemon's CPU.
-	idleWait = time.Minute
-	rcvBuf   = 4 << 20
+	rcvBuf       = 4 << 20
 	// staleRequest is how long a request may have waited in the socket
 	// and still be answered: far above the time a busy reader takes to
 	// reach it, far below a pause that lets peers take over. A requester
@@ -79,11 +75,11 @@ var (
 )
 
 // packetSocket is an AF_PACKET socket (SOCK_RAW: whole Ethernet frames in
-// and out) bound to one interface and EtherType, used with blocking system
-// calls.
+// and out) bound to one interface and EtherType: read without blocking,
+// written with blocking system calls (bounded by a send timeout).
 //
 // Its descriptor is closed only once nothing uses it any more: a reader
-// waiting in poll keeps the number, and closing it under the reader
+// keeps the number while it waits, and closing it under the reader
 // would let the next socket opened anywhere in the process reuse the
 // number and be read by the wrong reader. Every operation holds a use for
 // its duration; Close marks the socket closed and wakes a waiting reader,
@@ -91,18 +87,23 @@ var (
 type packetSocket struct {
 	fd int
 	// wake is an eventfd that Close writes to: serveFrames waits for
-	// frames in poll on both, so Close ends the wait at once.
+	// frames on both, so Close ends the wait at once.
 	wake int
-	mac  net.HardwareAddr
+	// waiter is an epoll instance watching fd and wake, registered with
+	// Go's netpoller: serveFrames waits on it without holding a thread.
+	waiter   *os.File
+	waitConn syscall.RawConn
+	waitEvs  [2]unix.EpollEvent
+	ready    func(ep uintptr) bool // made once: a wait allocates nothing
+	mac      net.HardwareAddr
 	// uses counts operations in progress; closedBit is set by Close.
 	uses atomic.Int64
 
 	// Owned by the one goroutine in serveFrames.
-	pollFds [2]unix.PollFd
-	msgs    [recvBatch]mmsghdr
-	iovs    [recvBatch]unix.Iovec
-	bufs    [recvBatch][frameBufLen]byte
-	oobs    [recvBatch][oobLen]byte
+	msgs [recvBatch]mmsghdr
+	iovs [recvBatch]unix.Iovec
+	bufs [recvBatch][frameBufLen]byte
+	oobs [recvBatch][oobLen]byte
 	// Answers queued while a batch is handled, sent with one sendmmsg.
 	out     [recvBatch]mmsghdr
 	outIovs [recvBatch]unix.Iovec
@@ -154,8 +155,21 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		unix.Close(fd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	s := &packetSocket{fd: fd, wake: wake, mac: ifi.mac}
-	s.pollFds = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+	waiter, err := newWaiter(fd, wake)
+	if err != nil {
+		unix.Close(fd)
+		unix.Close(wake)
+		return nil, err
+	}
+	waitConn, err := waiter.SyscallConn()
+	if err != nil {
+		waiter.Close()
+		unix.Close(fd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	s := &packetSocket{fd: fd, wake: wake, waiter: waiter, waitConn: waitConn, mac: ifi.mac}
+	s.ready = s.readyToRead
 	for i := range s.msgs {
 		s.iovs[i].Base = &s.bufs[i][0]
 		s.iovs[i].SetLen(frameBufLen)
@@ -168,6 +182,26 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		s.out[i].hdr.SetIovlen(1)
 	}
 	return s, nil
+}
+
+// newWaiter returns a non-blocking epoll instance watching fds for input,
+// as a File in Go's netpoller (an epoll instance is itself pollable).
+func newWaiter(fds ...int) (*os.File, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	for _, fd := range fds {
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			unix.Close(ep)
+			return nil, fmt.Errorf("epoll_ctl: %w", err)
+		}
+	}
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return os.NewFile(uintptr(ep), "epoll"), nil
 }
 
 func configure(fd int, ifi iface, etherType uint16, filter []bpfInstruction) error {
@@ -230,6 +264,7 @@ func (s *packetSocket) acquire() bool {
 
 func (s *packetSocket) release() {
 	if s.uses.Add(-1) == closedBit {
+		s.waiter.Close()
 		unix.Close(s.fd)
 		unix.Close(s.wake)
 	}
@@ -253,16 +288,13 @@ func (s *packetSocket) Close() error {
 	return nil
 }
 
-// serveFrames reads on a thread of its own: between frames the thread
-// sleeps in poll, so the kernel wakes exactly the thread that answers, and
-// a busy socket is drained a batch per system call without waiting.
+// serveFrames drains a busy socket a batch per system call without
+// waiting, and waits in the netpoller once it is empty.
 func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error {
 	if !s.acquire() {
 		return net.ErrClosed
 	}
 	defer s.release()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	for !s.closed() {
 		n, errno := s.recv()
 		switch errno {
@@ -367,10 +399,17 @@ func (s *packetSocket) recv() (int, unix.Errno) {
 	return int(n), errno
 }
 
-// wait blocks until a frame is queued, Close is called or idleWait passes.
-// An error (EINTR) returns early too; the caller looks again.
+// wait blocks until a frame is queued or Close is called. An error
+// returns early; the caller looks again.
 func (s *packetSocket) wait() {
-	_, _ = unix.Poll(s.pollFds[:], int(idleWait.Milliseconds()))
+	_ = s.waitConn.Read(s.ready)
+}
+
+// readyToRead reports whether the socket or the eventfd has input, or the
+// epoll instance ep failed; false makes the netpoller wait for ep.
+func (s *packetSocket) readyToRead(ep uintptr) bool {
+	n, err := unix.EpollWait(int(ep), s.waitEvs[:], 0)
+	return n > 0 || err != nil && err != unix.EINTR
 }
 
 // ReadFrom reads one frame. The responders use serveFrames instead; this

@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestLabSocketClose checks the lifecycle of the real socket: a reader
-// blocked in the kernel returns net.ErrClosed within its poll interval of
-// Close, the descriptor is closed once (and only once) the reader is gone,
+// TestLabSocketClose checks the lifecycle of the real socket: a wait with
+// input queued returns at once without allocating, a waiting reader
+// returns net.ErrClosed at once on Close, the descriptor is closed once (and only once) the reader is gone,
 // and nothing can be read or written after Close.
 func TestLabSocketClose(t *testing.T) {
 	n := lab.Network(t, 1)
@@ -39,12 +39,24 @@ func TestLabSocketClose(t *testing.T) {
 	if err := unix.Fstat(s.fd, &st); err != nil {
 		t.Fatal(err)
 	}
+	// With input waiting (the eventfd, never read), a wait returns at
+	// once, and allocates nothing.
+	if _, err := unix.Write(s.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, s.wait); n != 0 {
+		t.Errorf("a wait allocates %v times, want 0", n)
+	}
+	var drained [8]byte
+	if _, err := unix.Read(s.wake, drained[:]); err != nil {
+		t.Fatal(err)
+	}
 	fdLink := "/proc/self/fd/" + strconv.Itoa(s.fd)
 	want, _ := os.Readlink(fdLink)
 
 	served := make(chan error, 1)
 	go func() { served <- s.serveFrames(func([]byte, bool) {}) }()
-	// Let the reader block in poll.
+	// Let the reader wait.
 	time.Sleep(200 * time.Millisecond)
 	if got, _ := os.Readlink(fdLink); got != want {
 		t.Fatalf("descriptor %s is %q while the reader runs, want %q", fdLink, got, want)
@@ -58,9 +70,9 @@ func TestLabSocketClose(t *testing.T) {
 		if !errors.Is(err, net.ErrClosed) {
 			t.Errorf("serveFrames after Close = %v, want net.ErrClosed", err)
 		}
-		// Close wakes the reader; without that it would wait idleWait.
+		// Close wakes the reader; without that it would wait for a frame.
 		if d := time.Since(start); d > time.Second {
-			t.Errorf("serveFrames returned %v after Close, want at once (its wait is %v)", d, idleWait)
+			t.Errorf("serveFrames returned %v after Close, want at once", d)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("serveFrames still running 5s after Close")
