@@ -75,8 +75,9 @@ var (
 )
 
 // packetSocket is an AF_PACKET socket (SOCK_RAW: whole Ethernet frames in
-// and out) bound to one interface and EtherType: read without blocking,
-// written with blocking system calls (bounded by a send timeout).
+// and out) bound to one interface and EtherType: serveFrames reads without
+// blocking; ReadFrom and the writes block, bounded by the socket's receive
+// and send timeouts.
 //
 // Its descriptor is closed only once nothing uses it any more: a reader
 // keeps the number while it waits, and closing it under the reader
@@ -162,6 +163,11 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		return nil, err
 	}
 	waitConn, err := waiter.SyscallConn()
+	if err == nil {
+		// Fails unless the epoll instance is in the netpoller: a wait
+		// would then return at once, forever, and spin.
+		err = waiter.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		waiter.Close()
 		unix.Close(fd)
@@ -325,8 +331,7 @@ func (s *packetSocket) serveFrames(handle func(frame []byte, stale bool)) error 
 		s.flush()
 		if n < recvBatch {
 			// The queue was drained: wait for more right away
-			// rather than ask recvmmsg first (an isolated request
-			// then costs three system calls, not four).
+			// rather than ask recvmmsg first.
 			s.wait()
 		}
 	}
@@ -409,7 +414,9 @@ func (s *packetSocket) wait() {
 // epoll instance ep failed; false makes the netpoller wait for ep.
 func (s *packetSocket) readyToRead(ep uintptr) bool {
 	n, err := unix.EpollWait(int(ep), s.waitEvs[:], 0)
-	return n > 0 || err != nil && err != unix.EINTR
+	// An error, EINTR included, returns too: the caller's recvmmsg looks
+	// again, rather than park while frames may be queued.
+	return n > 0 || err != nil
 }
 
 // ReadFrom reads one frame. The responders use serveFrames instead; this
