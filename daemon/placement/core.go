@@ -748,18 +748,14 @@ func (c *Core) restore(s *step, leases []LeaseUpdate) {
 		ledElsewhere = ledElsewhere || p.member.Leader
 	}
 	c.leading = mine.Leader && !ledElsewhere
-	// Eligible as if live: the view is not fresh before the first renewal
-	// comes back, yet the claims are this node's to keep.
-	self, _ := c.nodeNamed(c.self)
-	self.Live = true
 	for _, ip := range mine.Claims {
 		if c.claimedByPeer(ip) {
 			continue
 		}
-		if a := c.addrs[ip]; a != nil {
-			if addr := c.address(ip, a); !Eligible(&self, &addr) {
-				continue
-			}
+		// Its view is not fresh before the first renewal comes back:
+		// eligibility aside from that.
+		if a := c.addrs[ip]; a != nil && !c.mayKeep(ip, a) {
+			continue
 		}
 		if iface, ok := c.interfaceFor(ip); ok {
 			s.own(c, ip, iface)
