@@ -156,23 +156,11 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 		unix.Close(fd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	waiter, err := newWaiter(fd, wake)
+	waiter, waitConn, err := newWaiter(fd, wake)
 	if err != nil {
 		unix.Close(fd)
 		unix.Close(wake)
 		return nil, err
-	}
-	waitConn, err := waiter.SyscallConn()
-	if err == nil {
-		// Fails unless the epoll instance is in the netpoller: a wait
-		// would then return at once, forever, and spin.
-		err = waiter.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		waiter.Close()
-		unix.Close(fd)
-		unix.Close(wake)
-		return nil, fmt.Errorf("epoll: %w", err)
 	}
 	s := &packetSocket{fd: fd, wake: wake, waiter: waiter, waitConn: waitConn, mac: ifi.mac}
 	s.ready = s.readyToRead
@@ -191,23 +179,37 @@ func openPacketSocket(ifi iface, etherType uint16, filter []bpfInstruction) (*pa
 }
 
 // newWaiter returns a non-blocking epoll instance watching fds for input,
-// as a File in Go's netpoller (an epoll instance is itself pollable).
-func newWaiter(fds ...int) (*os.File, error) {
+// as a File in Go's netpoller (an epoll instance is itself pollable), and
+// its RawConn.
+func newWaiter(fds ...int) (*os.File, syscall.RawConn, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return nil, nil, fmt.Errorf("epoll_create1: %w", err)
 	}
 	for _, fd := range fds {
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
-			unix.Close(ep)
-			return nil, fmt.Errorf("epoll_ctl: %w", err)
+		if err = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+			break
 		}
 	}
-	if err := unix.SetNonblock(ep, true); err != nil {
-		unix.Close(ep)
-		return nil, fmt.Errorf("epoll: %w", err)
+	if err == nil {
+		err = unix.SetNonblock(ep, true)
 	}
-	return os.NewFile(uintptr(ep), "epoll"), nil
+	if err != nil {
+		unix.Close(ep)
+		return nil, nil, fmt.Errorf("epoll: %w", err)
+	}
+	f := os.NewFile(uintptr(ep), "epoll")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// Fails unless the File is in the netpoller: a wait would then
+		// return at once, forever, and spin.
+		err = f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("epoll: %w", err)
+	}
+	return f, rc, nil
 }
 
 func configure(fd int, ifi iface, etherType uint16, filter []bpfInstruction) error {
