@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,18 +222,19 @@ func steadyState(b *testing.B, nodes, n, windows int) {
 			}
 		}
 
-		var perNode, rss, anon, cpu []float64
+		var perNode, rss, anon, cpu, switches []float64
 		minGap := window
 		for range windows {
-			w, g, r, a, c := idleWindow(b, l, ds, window)
+			w, g, r, a, c, sw := idleWindow(b, l, ds, window)
 			perNode, rss, anon, cpu = append(perNode, w), append(rss, r), append(anon, a), append(cpu, c)
+			switches = append(switches, sw)
 			minGap = min(minGap, g)
 		}
 		b.ReportMetric(float64(minGap.Microseconds())/1000, "min-renew-gap-ms")
 		for _, m := range []struct {
 			name string
 			v    []float64
-		}{{"writes/s/node", perNode}, {"RSS-MiB", rss}, {"RssAnon-MiB", anon}, {"CPU-%", cpu}} {
+		}{{"writes/s/node", perNode}, {"RSS-MiB", rss}, {"RssAnon-MiB", anon}, {"CPU-%", cpu}, {"ctxsw/s", switches}} {
 			slices.Sort(m.v)
 			b.ReportMetric(m.v[len(m.v)/2], m.name+"-p50")
 			b.ReportMetric(m.v[len(m.v)-1], m.name+"-p99")
@@ -250,8 +252,9 @@ func steadyState(b *testing.B, nodes, n, windows int) {
 
 // idleWindow measures one window: l2lbd's API writes per node per second,
 // the shortest time between two writes of one member Lease, and the largest
-// RSS, RssAnon and CPU share of the daemons at its end.
-func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (writesPerNode float64, minGap time.Duration, rss, anon, cpu float64) {
+// RSS, RssAnon, CPU share and context switches per second of the daemons at
+// its end.
+func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (writesPerNode float64, minGap time.Duration, rss, anon, cpu, switches float64) {
 	// The API server renews a Lease of its own (apiserver-<id>, every
 	// 10 s) in the same namespace; a watch tells whose Lease each write
 	// changed, so that only l2lbd's are counted.
@@ -265,10 +268,10 @@ func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (w
 		return w, start.Add(time.Since(start) / 2)
 	}
 	w0, t0 := scrape()
-	cpu0 := cpuTicks(b, ds)
+	cpu0, sw0 := cpuTicks(b, ds), contextSwitches(b, ds)
 	time.Sleep(window)
 	w1, t1 := scrape()
-	cpu1 := cpuTicks(b, ds)
+	cpu1, sw1 := cpuTicks(b, ds), contextSwitches(b, ds)
 	byLease := leases()
 	elapsed := t1.Sub(t0)
 	var writes []string
@@ -302,8 +305,9 @@ func idleWindow(b *testing.B, l *lab.Lab, ds []*daemon, window time.Duration) (w
 		rss = max(rss, rssMiB(b, d.proc.PID))
 		anon = max(anon, statusMiB(b, d.proc.PID, "RssAnon"))
 		cpu = max(cpu, float64(cpu1[i]-cpu0[i])/100/elapsed.Seconds()*100)
+		switches = max(switches, float64(sw1[i]-sw0[i])/elapsed.Seconds())
 	}
-	return writesPerNode, minGap, rss, anon, cpu
+	return writesPerNode, minGap, rss, anon, cpu, switches
 }
 
 // watchLeaseWrites records the renewTime of every change to each Lease of
@@ -385,6 +389,34 @@ func label(line, name string) string {
 }
 
 // cpuTicks reads each daemon's user+system CPU time in clock ticks.
+// contextSwitches is each daemon's context switches so far, voluntary and
+// not, over all its threads: how often it wakes, which the machine's speed
+// moves less than its CPU time.
+func contextSwitches(b testing.TB, ds []*daemon) []int {
+	var out []int
+	for _, d := range ds {
+		statuses, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", d.proc.PID))
+		if err != nil || len(statuses) == 0 {
+			b.Fatalf("threads of l2lbd %d: %v", d.proc.PID, err)
+		}
+		n := 0
+		for _, st := range statuses {
+			data, err := os.ReadFile(st)
+			if err != nil {
+				continue // a thread that ended meanwhile
+			}
+			for line := range strings.Lines(string(data)) {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					c, _ := strconv.Atoi(strings.TrimSpace(v))
+					n += c
+				}
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 func cpuTicks(b testing.TB, ds []*daemon) []int {
 	var out []int
 	for _, d := range ds {
