@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -121,6 +122,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	oneProcessor()
 	hostname, _ := os.Hostname()
 	err := daemon.Run(ctx, daemon.Options{
 		ConfigPath: path,
@@ -153,4 +155,17 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+// oneProcessor runs the daemon's goroutines on one processor unless
+// GOMAXPROCS says otherwise. Its work comes as small events (a peer's
+// renewal, a frame, a Service change), and with a second processor idle
+// every event also wakes a thread to look for work there, which it does
+// not find: at idle that was a third of the daemon's context switches
+// (BENCHMARKS.md, idle CPU). One processor is ample: a daemon's busiest
+// moment, a 5,000-Service cold start, takes a fraction of a core.
+func oneProcessor() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }

@@ -90,7 +90,8 @@ func TestSystemdNotify(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := node.Exec(ctx, "curl", "-sS", "--noproxy", "*", "http://127.0.0.1:9473/metrics")
-	for _, want := range []string{"l2lbd_ready 1\n", `l2lbd_info{node="node-0"`, "l2lbd_answering_ips 0\n"} {
+	// One processor unless GOMAXPROCS is set (the lab does not set it).
+	for _, want := range []string{"l2lbd_ready 1\n", `l2lbd_info{node="node-0"`, "l2lbd_answering_ips 0\n", "go_sched_gomaxprocs_threads 1\n"} {
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Errorf("metrics lack %q (%v):\n%s", want, err, out)
 		}
