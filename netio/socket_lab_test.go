@@ -51,15 +51,26 @@ func TestLabSocketClose(t *testing.T) {
 	if _, err := unix.Read(s.wake, drained[:]); err != nil {
 		t.Fatal(err)
 	}
-	fdLink := "/proc/self/fd/" + strconv.Itoa(s.fd)
-	want, _ := os.Readlink(fdLink)
+	// The packet socket, the Close eventfd and the epoll instance: each
+	// is closed when the reader leaves.
+	fds := []int{s.fd, s.wake}
+	// Not waiter.Fd(): that would set the epoll File blocking.
+	if err := s.waitConn.Control(func(fd uintptr) { fds = append(fds, int(fd)) }); err != nil {
+		t.Fatal(err)
+	}
+	opened := make([]string, len(fds))
+	for i, fd := range fds {
+		opened[i], _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- s.serveFrames(func([]byte, bool) {}) }()
 	// Let the reader wait.
 	time.Sleep(200 * time.Millisecond)
-	if got, _ := os.Readlink(fdLink); got != want {
-		t.Fatalf("descriptor %s is %q while the reader runs, want %q", fdLink, got, want)
+	for i, fd := range fds {
+		if got, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); got != opened[i] || got == "" {
+			t.Fatalf("descriptor %d is %q while the reader runs, want %q", fd, got, opened[i])
+		}
 	}
 	start := time.Now()
 	if err := s.Close(); err != nil {
@@ -77,8 +88,10 @@ func TestLabSocketClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("serveFrames still running 5s after Close")
 	}
-	if got, _ := os.Readlink(fdLink); got == want {
-		t.Errorf("descriptor %s (%s) still open after the reader left", fdLink, want)
+	for i, fd := range fds {
+		if got, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); got == opened[i] {
+			t.Errorf("descriptor %d (%s) still open after the reader left", fd, opened[i])
+		}
 	}
 	if _, err := s.WriteTo(make([]byte, minFrameLen), nil); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("WriteTo after Close = %v, want net.ErrClosed", err)

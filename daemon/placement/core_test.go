@@ -1140,6 +1140,42 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{z},
 		},
 		{
+			// Session 12 suspected the thaw rule, which judges by the
+			// first write lapse of a freeze, of leaving an address to a
+			// peer that took it then and died before a second lapse. It
+			// cannot: this node yields the moment it sees the peer's
+			// claim, and sees nothing older at the thaw (a peer is seen
+			// when its renewal arrives, on this node's clock). What
+			// happens: the dead peer, live when the view was last fresh,
+			// is revived at the thaw like every peer an outage kept from
+			// renewing, and the address is taken back when it expires: a
+			// lease duration without an answer, never two answers.
+			name: "write lapsed twice in one freeze: an address yielded to a peer that dies meanwhile is taken back when the thaw's grace ends",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("x", x)}})
+				s.fresh(lease("b"), lease("c"))
+				s.cutOff(5 * time.Second)
+				// b took x and renews once more, then dies; a write of
+				// this node gets through, not seen back.
+				s.advance(timings.Renew / 2)
+				s.step(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", x), lease("c")})})
+				if len(s.answering()) != 0 {
+					t.Fatalf("answering %v after b's claim, want x yielded", s.answering())
+				}
+				s.advance(timings.Renew / 2)
+				s.renew++
+				s.step(Observation{Writes: []Write{{Renew: time.Unix(0, 0).Add(time.Duration(s.renew) * time.Second), Sent: s.now}},
+					Leases: s.renewPeers([]LeaseUpdate{lease("c")})})
+				s.cutOff(5 * time.Second)
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				if !s.c.peers["b"].live || len(s.answering()) != 0 {
+					t.Fatalf("at the thaw: b live %v, answering %v; want b revived, x left to it", s.c.peers["b"].live, s.answering())
+				}
+				return s.run(timings.Lease+timings.Renew, lease("c"))
+			},
+			want: []string{x},
+		},
+		{
 			// The same soak, another node's view: b stopped renewing while
 			// this node's view still looked fresh, so the thaw revived b
 			// with its old claim, which outranks this node's for z.
