@@ -310,6 +310,12 @@ type Core struct {
 	// it has decided with a fresh view again: what it then takes back is
 	// no new address (for the takeover reason).
 	paused map[netip.Addr]string
+	// provenTime is how long in all the API server is known to have
+	// served this node and its view to have kept up: the spans between
+	// consecutive own renewals, each written and seen back, at most
+	// silent apart. A live peer's renewals cannot stay unseen through
+	// silent of it.
+	provenTime time.Duration
 	// awaySince is set while its Lease has gone unrenewed for a lease
 	// duration during this freeze (peers may have expired it and taken
 	// over): the sent time of its last renewal before that gap.
@@ -345,6 +351,10 @@ type peer struct {
 	arrived   time.Time // when this node last saw it change, never backdated
 	live      bool
 	liveSince time.Time // when live last turned true
+	// revived: a thaw gave it a lease duration, and no renewal of it has
+	// arrived since; revivedAt is the node's provenTime then.
+	revived   bool
+	revivedAt time.Duration
 	member    Member
 	pools     map[string]bool
 	claims    map[netip.Addr]bool
@@ -688,6 +698,7 @@ func (c *Core) setLease(s *step, u LeaseUpdate) {
 			p.liveSince = s.now
 		}
 		p.renew, p.seenAt, p.arrived = u.Renew, seen, s.now
+		p.revived = false
 	}
 	m := u.Member
 	if !known || !slices.Equal(p.member.Pools, m.Pools) {
@@ -847,11 +858,36 @@ func (c *Core) recordWrites(ws []Write) {
 	// A renewal seen back proves the view is at least as recent as the
 	// moment it was sent. The write's result and its watch event arrive
 	// in either order; both are kept until they meet.
+	was := c.fresh
 	for _, w := range c.writes {
 		if w.Renew.Equal(c.ownRenew) && w.Sent.After(c.fresh) {
 			c.fresh = w.Sent
 		}
 	}
+	if !was.IsZero() {
+		c.provenTime += c.proven(was, c.fresh)
+	}
+}
+
+// proven is how much of (from, to] the API server is shown to have served
+// this node, from and to being renewals seen back: the spans between
+// consecutive renewals written in it, where at most silent apart.
+func (c *Core) proven(from, to time.Time) time.Duration {
+	var sent []time.Time
+	for _, w := range c.writes {
+		if w.Sent.After(from) && !w.Sent.After(to) {
+			sent = append(sent, w.Sent)
+		}
+	}
+	slices.SortFunc(sent, time.Time.Compare)
+	var d time.Duration
+	for _, t := range sent {
+		if gap := t.Sub(from); gap <= c.t.silent() {
+			d += gap
+		}
+		from = t
+	}
+	return d
 }
 
 // expirePeers updates each peer's liveness by this node's clock.
@@ -902,12 +938,21 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		// that this node took an address from: alive, its next renewal
 		// shows it; dead, its revived claim would win the address back
 		// and nobody would answer.
+		// Nor one revived before that has not renewed since, while this
+		// node's view was fresh for long enough to show a renewal (a
+		// watch that freezes and thaws the view in turn would otherwise
+		// keep a dead peer live for good); a peer the API server was down
+		// for, like this node, has had no such chance.
 		owned := s.owned(c)
 		for _, p := range c.peers {
 			tookFrom := !p.live && p.claimsAny(owned)
-			if (c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze)) && !tookFrom {
+			hadChance := p.revived && c.provenTime-p.revivedAt >= c.t.silent()
+			if (c.freshBeforeFreeze.IsZero() || p.seenAt.Add(c.t.Lease).After(c.freshBeforeFreeze)) && !tookFrom && !hadChance {
 				if !p.live {
 					p.liveSince = now
+				}
+				if !p.revived {
+					p.revived, p.revivedAt = true, c.provenTime
 				}
 				p.seenAt, p.live = now, true
 			}

@@ -1176,6 +1176,33 @@ func TestCoreTransitions(t *testing.T) {
 			want: []string{x},
 		},
 		{
+			// Review 4 (session 9): a thaw that revives no peer revived
+			// before and not seen since would take the addresses of a
+			// live peer that an outage kept from renewing twice in a row.
+			// Between the outages the API server served this node for
+			// half a renew interval: no time for b to renew.
+			name: "thawing after two outages in a row: a peer revived at the first that could not renew since is revived again",
+			run: func(t *testing.T, s *sim) Plan {
+				s.start(Observation{Services: []ServiceUpdate{svc("y", y)}})
+				s.fresh(lease("b", y), lease("c"))
+				s.cutOff(5 * time.Second)
+				s.advance(timings.Renew / 2)
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				if !s.plan.Healthy || len(s.answering()) != 0 {
+					t.Fatalf("first thaw: healthy %v, answering %v; want b's y left to it", s.plan.Healthy, s.answering())
+				}
+				s.cutOff(5 * time.Second)
+				s.advance(timings.Renew / 2)
+				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+				if !s.c.peers["b"].live {
+					t.Error("b not revived at the second thaw")
+				}
+				s.advance(timings.Renew / 2)
+				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", y), lease("c")})}))
+			},
+			want: []string{},
+		},
+		{
 			// The same soak, another node's view: b stopped renewing while
 			// this node's view still looked fresh, so the thaw revived b
 			// with its old claim, which outranks this node's for z.

@@ -168,8 +168,6 @@ func TestHandoverLagThenThaw(t *testing.T) {
 // turn. A thaw must not revive the dead target each time: it would never
 // expire, and the address it was offered never be answered again.
 func TestBurstyInformerRevivesNoDeadPeer(t *testing.T) {
-	t.Skip("known, open (session 9): each thaw revives a dead peer; not reviving after a freeze in which this node's writes " +
-		"kept working let a node take a live peer's addresses after an outage in which it missed one renewal (review 4)")
 	tm := Timings{Renew: time.Second, Lease: 3 * time.Second}
 	d, ip, at := offerToDying(t, tm, -1)
 	s := d.s

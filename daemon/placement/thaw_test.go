@@ -101,3 +101,33 @@ func oneMissed(t *testing.T, tm Timings, aLost map[int]bool, aLate map[int]time.
 		t.Errorf("a took b's %s at +%v (thaw +%v); b renewed at +12.5 (seen +13.55) and never stopped", z, took.Sub(t0), thaw.Sub(t0))
 	}
 }
+
+// TestProven: the time the API server is shown to have served this node
+// between two renewals seen back is the sum of the spans between
+// consecutive renewals written, each at most silent (2 s) long.
+func TestProven(t *testing.T) {
+	at := func(s float64) time.Time { return time.Unix(1000, 0).Add(time.Duration(s * float64(time.Second))) }
+	for _, tc := range []struct {
+		name     string
+		sent     []float64 // renewals written
+		from, to float64
+		want     time.Duration
+	}{
+		{"one a second", []float64{1, 2, 3}, 0, 3, 3 * time.Second},
+		{"out of order, as the heartbeat may report them", []float64{3, 1, 2}, 0, 3, 3 * time.Second},
+		{"an outage between two renewals proves nothing of it", []float64{1, 6, 7}, 0, 7, 2 * time.Second},
+		{"a gap of silent still counts", []float64{2, 4}, 0, 4, 4 * time.Second},
+		{"writes outside the span are not counted", []float64{-1, 1, 2, 9}, 0, 2, 2 * time.Second},
+		{"nothing written since", nil, 0, 5, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCore("a", timings)
+			for _, s := range tc.sent {
+				c.writes = append(c.writes, Write{Sent: at(s)})
+			}
+			if got := c.proven(at(tc.from), at(tc.to)); got != tc.want {
+				t.Errorf("proven = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
