@@ -261,6 +261,12 @@ func (t Timings) offerable(p *peer, now time.Time) bool {
 // no longer renewing for a hand-over.
 func (t Timings) silent() time.Duration { return 2 * t.Renew }
 
+// unbroken is the longest gap between two own renewals written that still
+// shows the API server served in between: a renew interval and half one
+// more for a slow write. A gap of two means a renewal in it failed, and a
+// peer's may have too.
+func (t Timings) unbroken() time.Duration { return t.Renew * 3 / 2 }
+
 // Core is one node's decision state. It is not safe for concurrent use.
 type Core struct {
 	self string
@@ -313,7 +319,7 @@ type Core struct {
 	// provenTime is how long in all the API server is known to have
 	// served this node and its view to have kept up: the spans between
 	// consecutive own renewals, each written and seen back, at most
-	// silent apart. A live peer's renewals cannot stay unseen through
+	// unbroken apart. A live peer's renewals cannot stay unseen through
 	// silent of it.
 	provenTime time.Duration
 	// awaySince is set while its Lease has gone unrenewed for a lease
@@ -871,7 +877,7 @@ func (c *Core) recordWrites(ws []Write) {
 
 // proven is how much of (from, to] the API server is shown to have served
 // this node, from and to being renewals seen back: the spans between
-// consecutive renewals written in it, where at most silent apart.
+// consecutive renewals written in it, where at most unbroken apart.
 func (c *Core) proven(from, to time.Time) time.Duration {
 	var sent []time.Time
 	for _, w := range c.writes {
@@ -882,7 +888,7 @@ func (c *Core) proven(from, to time.Time) time.Duration {
 	slices.SortFunc(sent, time.Time.Compare)
 	var d time.Duration
 	for _, t := range sent {
-		if gap := t.Sub(from); gap <= c.t.silent() {
+		if gap := t.Sub(from); gap <= c.t.unbroken() {
 			d += gap
 		}
 		from = t

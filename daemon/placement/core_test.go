@@ -414,6 +414,45 @@ func (s *sim) thawAfterSlowWrite(t *testing.T) Plan {
 	return p
 }
 
+// twoOutages: b claims z (a's once b is gone) and stops renewing as the
+// API server goes down for this node; it comes back for the renewals
+// written after each of service's gaps, goes down again, and comes back.
+// revived says whether b should be live after the second thaw. b then
+// renews with z when revived; the plan returned is the next step's.
+// The lease is 8 renew intervals: with a shorter one, b's grace from the
+// first thaw ends while this node's view still looks fresh in the second
+// outage, and b is taken over from and not revived by that rule instead.
+func (s *sim) twoOutages(t *testing.T, z string, revived bool, service ...time.Duration) Plan {
+	t.Helper()
+	s.c = NewCore("a", Timings{Renew: timings.Renew, Lease: 8 * timings.Renew})
+	s.start(Observation{Services: []ServiceUpdate{svc("z", z)}})
+	s.fresh(lease("b", z), lease("c"))
+	s.cutOff(7 * time.Second)
+	s.advance(timings.Renew / 2)
+	s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+	if !s.plan.Healthy || len(s.answering()) != 0 {
+		t.Fatalf("first thaw: healthy %v, answering %v; want b's z left to it", s.plan.Healthy, s.answering())
+	}
+	for _, d := range service {
+		s.advance(d)
+		s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+	}
+	s.cutOff(7 * time.Second)
+	if s.plan.Healthy {
+		t.Fatal("second outage: still healthy")
+	}
+	s.advance(timings.Renew / 2)
+	s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
+	if got := s.c.peers["b"].live; got != revived {
+		t.Errorf("b live %v at the second thaw, want %v", got, revived)
+	}
+	if !revived {
+		return s.run(timings.Renew, lease("c")) // once the informers are replaced
+	}
+	s.advance(timings.Renew / 2)
+	return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", z), lease("c")})}))
+}
+
 func (s *sim) cutOff(d time.Duration) {
 	for end := s.now.Add(d); s.now.Before(end); {
 		s.advance(timings.Renew / 2)
@@ -1179,26 +1218,40 @@ func TestCoreTransitions(t *testing.T) {
 			// Review 4 (session 9): a thaw that revives no peer revived
 			// before and not seen since would take the addresses of a
 			// live peer that an outage kept from renewing twice in a row.
-			// Between the outages the API server served this node for
-			// half a renew interval: no time for b to renew.
+			// Between the outages the API server served this node only
+			// at the thaw's renewal: no time for b to renew.
 			name: "thawing after two outages in a row: a peer revived at the first that could not renew since is revived again",
 			run: func(t *testing.T, s *sim) Plan {
-				s.start(Observation{Services: []ServiceUpdate{svc("y", y)}})
-				s.fresh(lease("b", y), lease("c"))
-				s.cutOff(5 * time.Second)
-				s.advance(timings.Renew / 2)
-				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
-				if !s.plan.Healthy || len(s.answering()) != 0 {
-					t.Fatalf("first thaw: healthy %v, answering %v; want b's y left to it", s.plan.Healthy, s.answering())
-				}
-				s.cutOff(5 * time.Second)
-				s.advance(timings.Renew / 2)
-				s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("c")})}))
-				if !s.c.peers["b"].live {
-					t.Error("b not revived at the second thaw")
-				}
-				s.advance(timings.Renew / 2)
-				return s.step(s.renewed(Observation{Leases: s.renewPeers([]LeaseUpdate{lease("b", y), lease("c")})}))
+				return s.twoOutages(t, z, true)
+			},
+			want: []string{},
+		},
+		{
+			// Review (session 13): a renew interval and a half of service
+			// between the outages, renewals written and seen back: b may
+			// have had no renewal due in it.
+			name: "thawing after two outages with 1.5 renew intervals of service between: the peer revived at the first is revived again",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.twoOutages(t, z, true, timings.Renew, timings.Renew/2)
+			},
+			want: []string{},
+		},
+		{
+			// Just over silent of service: a live b would have shown a
+			// renewal; it is dead, and its address is taken over.
+			name: "thawing after two outages with just over two renew intervals of service between: the peer revived at the first is not revived again",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.twoOutages(t, z, false, timings.Renew, timings.Renew, timings.Renew/10)
+			},
+			want: []string{z},
+		},
+		{
+			// Two renew intervals without a renewal hide a failed one
+			// (b's may have failed too): they prove no service, and a
+			// tenth of one more is too short for b to show itself.
+			name: "thawing after two outages with service only in gaps of two renew intervals: the peer revived at the first is revived again",
+			run: func(t *testing.T, s *sim) Plan {
+				return s.twoOutages(t, z, true, 2*timings.Renew, timings.Renew/10)
 			},
 			want: []string{},
 		},
