@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -158,14 +159,23 @@ func versionString() string {
 }
 
 // oneProcessor runs the daemon's goroutines on one processor unless
-// GOMAXPROCS says otherwise. Its work comes as small events (a peer's
+// GOMAXPROCS says otherwise (a positive number; the runtime ignores any
+// other value, and so does this). Its work comes as small events (a peer's
 // renewal, a frame, a Service change), and with a second processor idle
 // every event also wakes a thread to look for work there, which it does
 // not find: at idle that was a third of the daemon's context switches
 // (BENCHMARKS.md, idle CPU). One processor is ample: a daemon's busiest
 // moment, a 5,000-Service cold start, takes a fraction of a core.
 func oneProcessor() {
-	if os.Getenv("GOMAXPROCS") == "" {
+	if !processorsSet(os.Getenv("GOMAXPROCS")) {
 		runtime.GOMAXPROCS(1)
 	}
+}
+
+// processorsSet reports whether the runtime takes env, the value of
+// GOMAXPROCS, as the number of processors, parsing it as the runtime
+// does.
+func processorsSet(env string) bool {
+	n, err := strconv.ParseInt(env, 10, 32)
+	return err == nil && n > 0
 }

@@ -257,3 +257,24 @@ func runExpecting(t *testing.T, args []string, wantCode int, wantOut, wantErr []
 	}
 	return stdout.String(), code
 }
+
+func TestProcessorsSet(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{
+		{"", false},
+		{"2", true},
+		{"1", true},
+		{"0", false},  // the runtime's default then, not 0
+		{"-1", false}, // likewise
+		{"two", false},
+		{"+2", true},
+		{" 2", false},
+		{"4294967297", false}, // over 32 bits
+	} {
+		if got := processorsSet(tc.env); got != tc.want {
+			t.Errorf("processorsSet(%q) = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+}
