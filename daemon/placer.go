@@ -147,7 +147,7 @@ func (s *conflictSet) take() []placement.Conflict {
 type writeLog struct {
 	mu     sync.Mutex
 	writes []placement.Write
-	failed bool
+	failed []placement.FailedWrite
 	unsent []placement.Offer
 }
 
@@ -243,12 +243,11 @@ func (p *placer) onWrite(renew, sent time.Time) {
 	p.poke()
 }
 
-// onFailed is the heartbeat's callback for a write that failed without an
-// answer or with a server error.
-func (p *placer) onFailed() {
+// onFailed is the heartbeat's callback for a write that failed.
+func (p *placer) onFailed(sent time.Time, unanswered bool) {
 	w := p.writes
 	w.mu.Lock()
-	w.failed = true
+	w.failed = append(w.failed, placement.FailedWrite{Sent: sent, Unanswered: unanswered})
 	w.mu.Unlock()
 	p.poke()
 }
@@ -416,7 +415,7 @@ func (p *placer) observe(now time.Time) placement.Observation {
 	}
 	p.writes.mu.Lock()
 	o.Writes, p.writes.writes = p.writes.writes, nil
-	o.WriteFailed, p.writes.failed = p.writes.failed, false
+	o.Failed, p.writes.failed = p.writes.failed, nil
 	o.Unsent, p.writes.unsent = p.writes.unsent, nil
 	p.writes.mu.Unlock()
 	o.Conflicts = p.conflicts.take()

@@ -492,11 +492,11 @@ func TestHeartbeatNoRetryForUnsettledOffer(t *testing.T) {
 	}
 }
 
-// TestHeartbeatReportsFailedWrites: a write that failed without an answer
-// or with a server error is reported through Failed (the decision core
-// relists the informers after an outage by it); one the API server
-// answered with a 4xx (a conflict, a 429 when loaded) is not, and neither
-// is a success.
+// TestHeartbeatReportsFailedWrites: every write that failed is reported
+// through Failed, as unanswered if it had no answer or a server error (the
+// decision core relists the informers after an outage by it), not if the
+// API server answered with a 4xx (a conflict, a 429 when loaded); a
+// success is not reported.
 func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	srv := &leaseServer{}
 	api := httptest.NewServer(srv)
@@ -504,8 +504,15 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	// The write (by the server's count) that was reported first. Writes
 	// and reports come in order, from one goroutine: a report of an
 	// earlier write would come first.
-	var firstReported atomic.Int32
-	h := runHeartbeat(t, srv, api, HeartbeatHooks{Failed: func() { firstReported.CompareAndSwap(0, srv.attempts.Load()) }})
+	var firstReported atomic.Int32 // unanswered
+	var answered atomic.Int32
+	h := runHeartbeat(t, srv, api, HeartbeatHooks{Failed: func(_ time.Time, unanswered bool) {
+		if !unanswered {
+			answered.Add(1)
+		} else {
+			firstReported.CompareAndSwap(0, srv.attempts.Load())
+		}
+	}})
 	claims := 0
 	attempt := func(code int32) int32 {
 		t.Helper()
@@ -526,7 +533,10 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if got := firstReported.Load(); got != unavailable {
-		t.Errorf("first write reported as failed: #%d; want #%d, the one answered 503 (409, 429 and 403 before it)", got, unavailable)
+		t.Errorf("first write reported as unanswered: #%d; want #%d, the one answered 503 (409, 429 and 403 before it)", got, unavailable)
+	}
+	if got := answered.Load(); got < 3 {
+		t.Errorf("%d writes reported as failed with an answer; want at least 3 (409, 429, 403)", got)
 	}
 }
 

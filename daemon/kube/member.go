@@ -150,9 +150,10 @@ type Heartbeat struct {
 	// onUnsent hears of a hand-over offer no write carried to the API
 	// server (see Run); no write carries it afterwards.
 	onUnsent func(ip netip.Addr, to string)
-	// onFailed hears of every write that failed without an answer from the
-	// API server, or with a server error (mayBeOutOfReach).
-	onFailed func()
+	// onFailed hears of every write that failed: when it was sent, and
+	// whether it had no answer from the API server or a server error
+	// (mayBeOutOfReach).
+	onFailed func(sent time.Time, unanswered bool)
 
 	member     atomic.Pointer[Member]
 	urgent     atomic.Bool  // a Set since the last write may not wait
@@ -194,9 +195,9 @@ type HeartbeatHooks struct {
 	// Unsent follows the write that gave a hand-over offer of ip to node
 	// to up (see Run).
 	Unsent func(ip netip.Addr, to string)
-	// Failed follows every write that failed without an answer from the
-	// API server, or with a server error.
-	Failed func()
+	// Failed follows every write that failed: when it was sent, and
+	// whether it had no answer from the API server or a server error.
+	Failed func(sent time.Time, unanswered bool)
 }
 
 // NewHeartbeat returns a heartbeat for node's Lease; it writes nothing until
@@ -309,7 +310,8 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		// write: client-go's own retries (after a 5xx with Retry-After)
 		// would hide an earlier attempt that was stored behind the last
 		// one's error.
-		maySent, err := h.write(ctx, m, !o.ip.IsValid() || h.offerMaySent)
+		sent := time.Now()
+		maySent, err := h.write(ctx, m, sent, !o.ip.IsValid() || h.offerMaySent)
 		if o.ip.IsValid() && !h.offerMaySent {
 			if maySent {
 				h.offerMaySent = true
@@ -322,8 +324,8 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			if h.onFailed != nil && mayBeOutOfReach(err) {
-				h.onFailed()
+			if h.onFailed != nil {
+				h.onFailed(sent, mayBeOutOfReach(err))
 			}
 			if urgent {
 				h.urgent.Store(true)
@@ -341,17 +343,16 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	}
 }
 
-// write renews the Lease with m, creating it if needed, letting client-go
-// retry the request if retry. maySent: the write may have reached the API
+// write renews the Lease with m as of sent (now), creating it if needed,
+// letting client-go retry the request if retry. maySent: the write may have reached the API
 // server and taken effect (it did if err is nil).
-func (h *Heartbeat) write(ctx context.Context, m Member, retry bool) (maySent bool, err error) {
+func (h *Heartbeat) write(ctx context.Context, m Member, sent time.Time, retry bool) (maySent bool, err error) {
 	// A loaded API server may take longer than the fastest lease duration
 	// allowed; a late renewal still counts once it is seen back.
 	ctx, cancel := context.WithTimeout(ctx, max(h.duration, time.Second))
 	defer cancel()
 	leases := h.client.Coordination
 	name := MemberLeasePrefix + h.node
-	sent := time.Now()
 	now := metav1.NewMicroTime(sent)
 	// Checked again as late as possible: the process may have been
 	// stopped since Run read the Member.
@@ -450,7 +451,7 @@ func (h *Heartbeat) flush() {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if _, err := h.write(ctx, m, true); err != nil {
+	if _, err := h.write(ctx, m, time.Now(), true); err != nil {
 		h.log.Warn("cannot write the last claims to the member Lease", ErrAttrs(err)...)
 	}
 }

@@ -59,28 +59,28 @@ type member struct {
 	// Its Service informer, unlike the Lease informer, backs off after
 	// losing the API server: cutSince is when it lost it, svcFrom when the
 	// Service informer delivers again (until a RefreshView replaces it).
-	cutSince    time.Time
-	svcFrom     time.Time
-	name        string
-	core        *Core
-	plan        Plan
-	down        bool // killed, not yet started again
-	starting    bool // started, waiting for the API server
-	pausedTill  time.Time
-	cutTill     time.Time // cut off from the API server until then
-	started     time.Time // when its process last took its first step
-	noCarrier   time.Time // its service NIC has no carrier until then
-	carrier     bool      // as last observed
-	nextRenew   time.Time
-	writeNow    bool    // the claims changed: write at the next tick
-	writes      []Write // written, not yet observed
-	writeFailed bool    // a write failed, not yet observed
-	spare       bool    // its config has the spare pool, as last observed
-	conflicts   []Conflict
-	seen        int // version of the world last observed
-	seenLeases  map[string]time.Time
-	seenSvcs    map[string]int // version
-	seenNodes   map[string]NodeUpdate
+	cutSince   time.Time
+	svcFrom    time.Time
+	name       string
+	core       *Core
+	plan       Plan
+	down       bool // killed, not yet started again
+	starting   bool // started, waiting for the API server
+	pausedTill time.Time
+	cutTill    time.Time // cut off from the API server until then
+	started    time.Time // when its process last took its first step
+	noCarrier  time.Time // its service NIC has no carrier until then
+	carrier    bool      // as last observed
+	nextRenew  time.Time
+	writeNow   bool          // the claims changed: write at the next tick
+	writes     []Write       // written, not yet observed
+	failed     []FailedWrite // not yet observed
+	spare      bool          // its config has the spare pool, as last observed
+	conflicts  []Conflict
+	seen       int // version of the world last observed
+	seenLeases map[string]time.Time
+	seenSvcs   map[string]int // version
+	seenNodes  map[string]NodeUpdate
 }
 
 const tick = 100 * time.Millisecond
@@ -218,7 +218,7 @@ func (c *cluster) observe(m *member, o *Observation) {
 		}
 	}
 	o.Writes, m.writes = m.writes, nil
-	o.WriteFailed, m.writeFailed = m.writeFailed, false
+	o.Failed, m.failed = m.failed, nil
 }
 
 // runFor advances the clock tick by tick, checking at every tick that no
@@ -250,7 +250,7 @@ func (c *cluster) runFor(d time.Duration) {
 				}
 				m.writeNow = false
 			} else if due {
-				m.writeFailed = true // refused or timed out, as kube.Heartbeat reports it
+				m.failed = append(m.failed, FailedWrite{Sent: c.now, Unanswered: true}) // refused or timed out
 			}
 		}
 		c.hist = append(c.hist, world{maps.Clone(c.leases), maps.Clone(c.svcs), maps.Clone(c.svcVer), maps.Clone(c.nodes)})

@@ -104,6 +104,22 @@ type Write struct {
 	Sent  time.Time // when the write was sent, by this node's clock
 }
 
+// written is a renewal this node wrote; afterFailure: a write failed
+// between it and the one written before it.
+type written struct {
+	Write
+	afterFailure bool
+}
+
+// FailedWrite is a write of the own Lease that failed.
+type FailedWrite struct {
+	Sent time.Time // by this node's clock
+	// Unanswered: no answer (no connection, a timeout) or a server error:
+	// the API server may be out of reach, and the informers' reflectors
+	// backing off. Not a conflict, or a 429 from a loaded server.
+	Unanswered bool
+}
+
 // Offer is a hand-over offer of IP to node To.
 type Offer struct {
 	IP netip.Addr
@@ -134,11 +150,7 @@ type Observation struct {
 	Nodes      []NodeUpdate
 	Services   []ServiceUpdate
 	Writes     []Write
-	// WriteFailed: a write of the own Lease failed since the previous
-	// step without an answer (no connection, a timeout) or with a server
-	// error: the API server may be out of reach, and the informers'
-	// reflectors backing off.
-	WriteFailed bool
+	Failed     []FailedWrite // since the previous step
 	// Unsent are hand-over offers the heartbeat gave up: no write that
 	// carried them can have reached the API server, and none will.
 	Unsent    []Offer
@@ -261,12 +273,6 @@ func (t Timings) offerable(p *peer, now time.Time) bool {
 // no longer renewing for a hand-over.
 func (t Timings) silent() time.Duration { return 2 * t.Renew }
 
-// unbroken is the longest gap between two own renewals written that still
-// shows the API server served in between: a renew interval and half one
-// more for a slow write. A gap of two means a renewal in it failed, and a
-// peer's may have too.
-func (t Timings) unbroken() time.Duration { return t.Renew * 3 / 2 }
-
 // Core is one node's decision state. It is not safe for concurrent use.
 type Core struct {
 	self string
@@ -298,13 +304,15 @@ type Core struct {
 
 	started     bool
 	answerUntil time.Time
-	writes      []Write
-	ownRenew    time.Time // own Lease's renewTime as last seen in the view
-	ownSeenAt   time.Time // when the view last showed a new own renewal
-	fresh       time.Time // sent time of the newest own renewal seen back
-	lastWrite   time.Time // sent time of the newest successful renewal
-	frozen      bool
-	frozenSince time.Time
+	writes      []written
+	// failedSinceWrite: a write failed after the newest renewal written.
+	failedSinceWrite bool
+	ownRenew         time.Time // own Lease's renewTime as last seen in the view
+	ownSeenAt        time.Time // when the view last showed a new own renewal
+	fresh            time.Time // sent time of the newest own renewal seen back
+	lastWrite        time.Time // sent time of the newest successful renewal
+	frozen           bool
+	frozenSince      time.Time
 	// freshBeforeFreeze is fresh when the node last froze: the peers
 	// live then are given a lease duration when it thaws.
 	freshBeforeFreeze time.Time
@@ -318,9 +326,8 @@ type Core struct {
 	paused map[netip.Addr]string
 	// provenTime is how long in all the API server is known to have
 	// served this node and its view to have kept up: the spans between
-	// consecutive own renewals, each written and seen back, at most
-	// unbroken apart. A live peer's renewals cannot stay unseen through
-	// silent of it.
+	// consecutive own renewals written (see proven). A live peer's
+	// renewals cannot stay unseen through silent of it.
 	provenTime time.Duration
 	// awaySince is set while its Lease has gone unrenewed for a lease
 	// duration during this freeze (peers may have expired it and taken
@@ -330,7 +337,7 @@ type Core struct {
 	settling      bool
 	refreshed     time.Time // when the informers were last replaced
 	debug         bool      // the config logs at debug level: notes of every placement
-	writeFailedAt time.Time // when a write of the own Lease last failed (Observation.WriteFailed)
+	writeFailedAt time.Time // when a write of the own Lease last failed unanswered
 
 	// Rebalancing: at most one address is being handed over at a time.
 	handover   netip.Addr
@@ -489,10 +496,7 @@ func (c *Core) Step(o Observation) Plan {
 	if first {
 		c.restore(s, o.Leases)
 	}
-	c.recordWrites(o.Writes)
-	if o.WriteFailed {
-		c.writeFailedAt = o.Now
-	}
+	c.recordWrites(o.Writes, o.Failed, o.Now)
 	c.expirePeers(s)
 	for ip, at := range c.received {
 		if s.now.Sub(at) >= handoverBackoff {
@@ -851,13 +855,33 @@ func (s *step) owned(c *Core) map[netip.Addr]string {
 	return c.owned
 }
 
-func (c *Core) recordWrites(ws []Write) {
+// recordWrites takes the heartbeat's results: renewals written and writes
+// that failed.
+func (c *Core) recordWrites(ws []Write, failed []FailedWrite, now time.Time) {
+	var fails []time.Time
+	for _, f := range failed {
+		fails = append(fails, f.Sent)
+		if f.Unanswered {
+			c.writeFailedAt = now
+		}
+	}
+	slices.SortFunc(fails, time.Time.Compare)
+	ws = slices.SortedFunc(slices.Values(ws), func(a, b Write) int { return a.Sent.Compare(b.Sent) })
 	for _, w := range ws {
-		c.writes = append(c.writes, w)
+		// The heartbeat writes one at a time, and reports a failure
+		// before it sends the next write: the failures sent before w
+		// came after the renewal written before it.
+		broken := c.failedSinceWrite
+		for len(fails) > 0 && fails[0].Before(w.Sent) {
+			broken, fails = true, fails[1:]
+		}
+		c.failedSinceWrite = false
+		c.writes = append(c.writes, written{Write: w, afterFailure: broken})
 		if w.Sent.After(c.lastWrite) {
 			c.lastWrite = w.Sent
 		}
 	}
+	c.failedSinceWrite = c.failedSinceWrite || len(fails) > 0
 	if n := len(c.writes) - writesKept; n > 0 {
 		c.writes = slices.Delete(c.writes, 0, n)
 	}
@@ -877,21 +901,23 @@ func (c *Core) recordWrites(ws []Write) {
 
 // proven is how much of (from, to] the API server is shown to have served
 // this node, from and to being renewals seen back: the spans between
-// consecutive renewals written in it, where at most unbroken apart.
+// consecutive renewals written in it, where no write failed between them
+// and they are at most silent apart (a write may be slow, but a longer gap
+// is an outage of this node's, a pause or the API server's).
 func (c *Core) proven(from, to time.Time) time.Duration {
-	var sent []time.Time
+	var in []written
 	for _, w := range c.writes {
 		if w.Sent.After(from) && !w.Sent.After(to) {
-			sent = append(sent, w.Sent)
+			in = append(in, w)
 		}
 	}
-	slices.SortFunc(sent, time.Time.Compare)
+	slices.SortFunc(in, func(a, b written) int { return a.Sent.Compare(b.Sent) })
 	var d time.Duration
-	for _, t := range sent {
-		if gap := t.Sub(from); gap <= c.t.unbroken() {
+	for _, w := range in {
+		if gap := w.Sent.Sub(from); gap <= c.t.silent() && !w.afterFailure {
 			d += gap
 		}
-		from = t
+		from = w.Sent
 	}
 	return d
 }

@@ -58,7 +58,9 @@ func oneMissed(t *testing.T, tm Timings, aLost map[int]bool, aLate map[int]time.
 		s.now = t0.Add(time.Duration(n) * 50 * time.Millisecond)
 		ms := n * 50
 		var o Observation
-		o.WriteFailed = ms%1000 == 0 && aFails[ms/1000]
+		if ms%1000 == 0 && aFails[ms/1000] {
+			o.Failed = []FailedWrite{{Sent: s.now, Unanswered: true}}
+		}
 		if ms%1000 == 0 && !aFails[ms/1000] {
 			renew++
 			r := time.Unix(0, 0).Add(time.Duration(renew) * time.Second)
@@ -104,29 +106,45 @@ func oneMissed(t *testing.T, tm Timings, aLost map[int]bool, aLate map[int]time.
 
 // TestProven: the time the API server is shown to have served this node
 // between two renewals seen back is the sum of the spans between
-// consecutive renewals written, each at most unbroken (1.5 s) long.
+// consecutive renewals written, each at most silent (2 s) long and without
+// a failed write in it. The heartbeat's results come in steps, in any
+// order within one, each failure reported before the next write is sent.
 func TestProven(t *testing.T) {
 	at := func(s float64) time.Time { return time.Unix(1000, 0).Add(time.Duration(s * float64(time.Second))) }
+	type results struct{ sent, failed []float64 } // one step's
 	for _, tc := range []struct {
 		name     string
-		sent     []float64 // renewals written
+		steps    []results
 		from, to float64
 		want     time.Duration
 	}{
-		{"one a second", []float64{1, 2, 3}, 0, 3, 3 * time.Second},
-		{"out of order, as the heartbeat may report them", []float64{3, 1, 2}, 0, 3, 3 * time.Second},
-		{"an outage between two renewals proves nothing of it", []float64{1, 6, 7}, 0, 7, 2 * time.Second},
-		{"a gap of unbroken still counts", []float64{1.5, 3}, 0, 3, 3 * time.Second},
-		// Review (session 13): a gap of two renew intervals hides a
-		// failed renewal; a peer's may have failed with it.
-		{"a gap of silent is an outage", []float64{1, 3, 4}, 0, 4, 2 * time.Second},
-		{"writes outside the span are not counted", []float64{-1, 1, 2, 9}, 0, 2, 2 * time.Second},
+		{"one a second", []results{{sent: []float64{1, 2, 3}}}, 0, 3, 3 * time.Second},
+		{"out of order", []results{{sent: []float64{3, 1, 2}}}, 0, 3, 3 * time.Second},
+		{"an outage between two renewals proves nothing of it", []results{{sent: []float64{1, 6, 7}}}, 0, 7, 2 * time.Second},
+		{"a gap of silent still counts (a slow write)", []results{{sent: []float64{2, 4}}}, 0, 4, 4 * time.Second},
+		{"a gap over silent is an outage", []results{{sent: []float64{1, 3.1, 4}}}, 0, 4, 1900 * time.Millisecond},
+		// Review (session 14): a write sent on a claim change, then a
+		// tick's that failed fast, then the next tick's: the gap is
+		// short, and a peer's renewal may have failed with the tick.
+		{"a failed write between two renewals: the span counts nothing", []results{{sent: []float64{1, 1.6, 3}, failed: []float64{2}}}, 0, 3, 1600 * time.Millisecond},
+		{"the failure reported a step before the renewal after it", []results{{sent: []float64{1}, failed: []float64{2}}, {sent: []float64{3}}}, 0, 3, time.Second},
+		{"failures on either side of a renewal in one step", []results{{sent: []float64{1, 3}, failed: []float64{2, 4}}, {sent: []float64{5}}}, 0, 5, time.Second},
+		{"a failure after the last renewal spoils nothing before it", []results{{sent: []float64{1, 2}, failed: []float64{2.5}}}, 0, 2, 2 * time.Second},
+		{"writes outside the span are not counted", []results{{sent: []float64{-1, 1, 2, 9}}}, 0, 2, 2 * time.Second},
 		{"nothing written since", nil, 0, 5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewCore("a", timings)
-			for _, s := range tc.sent {
-				c.writes = append(c.writes, Write{Sent: at(s)})
+			for _, r := range tc.steps {
+				var ws []Write
+				for _, s := range r.sent {
+					ws = append(ws, Write{Sent: at(s)})
+				}
+				var fs []FailedWrite
+				for _, s := range r.failed {
+					fs = append(fs, FailedWrite{Sent: at(s)})
+				}
+				c.recordWrites(ws, fs, at(10))
 			}
 			if got := c.proven(at(tc.from), at(tc.to)); got != tc.want {
 				t.Errorf("proven = %v, want %v", got, tc.want)
