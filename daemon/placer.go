@@ -142,8 +142,8 @@ func (s *conflictSet) take() []placement.Conflict {
 	return out
 }
 
-// writeLog holds what the heartbeat reports (renewals, offers it gave up)
-// until the loop takes them.
+// writeLog holds what the heartbeat reports (renewals, failed writes,
+// offers it gave up) until the loop takes them.
 type writeLog struct {
 	mu     sync.Mutex
 	writes []placement.Write

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -506,7 +507,13 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	// earlier write would come first.
 	var firstReported atomic.Int32 // unanswered
 	var answered atomic.Int32
-	h := runHeartbeat(t, srv, api, HeartbeatHooks{Failed: func(_ time.Time, unanswered bool) {
+	var mu sync.Mutex
+	var sent []time.Time // as reported
+	start := time.Now()
+	h := runHeartbeat(t, srv, api, HeartbeatHooks{Failed: func(at time.Time, unanswered bool) {
+		mu.Lock()
+		sent = append(sent, at)
+		mu.Unlock()
 		if !unanswered {
 			answered.Add(1)
 		} else {
@@ -535,8 +542,13 @@ func TestHeartbeatReportsFailedWrites(t *testing.T) {
 	if got := firstReported.Load(); got != unavailable {
 		t.Errorf("first write reported as unanswered: #%d; want #%d, the one answered 503 (409, 429 and 403 before it)", got, unavailable)
 	}
-	if got := answered.Load(); got < 3 {
-		t.Errorf("%d writes reported as failed with an answer; want at least 3 (409, 429, 403)", got)
+	if got := answered.Load(); got != 3 {
+		t.Errorf("%d writes reported as failed with an answer; want 3 (409, 429, 403)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.IsSortedFunc(sent, time.Time.Compare) || len(sent) == 0 || sent[0].Before(start) || sent[len(sent)-1].After(time.Now()) {
+		t.Errorf("reported sent times %v: want them in order, within the test (from %v)", sent, start)
 	}
 }
 

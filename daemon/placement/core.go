@@ -883,6 +883,11 @@ func (c *Core) recordWrites(ws []Write, failed []FailedWrite, now time.Time) {
 	}
 	c.failedSinceWrite = c.failedSinceWrite || len(fails) > 0
 	if n := len(c.writes) - writesKept; n > 0 {
+		// The first kept spans the dropped ones (see proven), and any
+		// failure among them.
+		for _, w := range c.writes[:n] {
+			c.writes[n].afterFailure = c.writes[n].afterFailure || w.afterFailure
+		}
 		c.writes = slices.Delete(c.writes, 0, n)
 	}
 	// A renewal seen back proves the view is at least as recent as the
@@ -991,7 +996,7 @@ func (c *Core) checkHealth(s *step, synced bool) {
 		}
 		s.note(slog.LevelInfo, FreshLog)
 		// The API server may last have been out of reach then: a write
-		// failed, or this node lapsed (its watches may have been dropped).
+		// failed unanswered, or this node lapsed (its watches may have been dropped).
 		lost := c.writeFailedAt
 		if c.lapsedAt.After(lost) {
 			lost = c.lapsedAt

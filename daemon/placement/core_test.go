@@ -420,10 +420,10 @@ func (s *sim) thawAfterSlowWrite(t *testing.T) Plan {
 // failed), goes down again, and comes back.
 // revived says whether b should be live after the second thaw. b then
 // renews with z when revived; the plan returned is the next step's.
-// The lease is 8 renew intervals: with one up to about 6, b's grace from
-// the first thaw ends while this node's view still looks fresh in the
-// second outage, and b is taken over from and not revived by that rule
-// instead.
+// The lease is 8 renew intervals: with one under about three times the
+// service between the outages, b's grace from the first thaw ends while
+// this node's view still looks fresh in the second outage, and b is taken
+// over from and not revived by that rule instead.
 func (s *sim) twoOutages(t *testing.T, z string, revived bool, service ...write) Plan {
 	t.Helper()
 	s.c = NewCore("a", Timings{Renew: timings.Renew, Lease: 8 * timings.Renew})
@@ -1261,8 +1261,8 @@ func TestCoreTransitions(t *testing.T) {
 		{
 			// Review (session 14): a renewal written on a claim change,
 			// the next tick's write failing fast, the one after it
-			// written: 2.5 renew intervals between the first and the
-			// last renewal, but b's renewal may have failed with the
+			// written: 2.5 renew intervals between the thaw's renewal
+			// and the last, but b's renewal may have failed with the
 			// tick, and the span with the failure proves nothing.
 			name: "thawing after two outages with service broken by a failed write: the peer revived at the first is revived again",
 			run: func(t *testing.T, s *sim) Plan {

@@ -130,6 +130,11 @@ func TestProven(t *testing.T) {
 		{"the failure reported a step before the renewal after it", []results{{sent: []float64{1}, failed: []float64{2}}, {sent: []float64{3}}}, 0, 3, time.Second},
 		{"failures on either side of a renewal in one step", []results{{sent: []float64{1, 3}, failed: []float64{2, 4}}, {sent: []float64{5}}}, 0, 5, time.Second},
 		{"a failure after the last renewal spoils nothing before it", []results{{sent: []float64{1, 2}, failed: []float64{2.5}}}, 0, 2, 2 * time.Second},
+		// Review (session 14): only the newest 16 renewals are kept.
+		{"a failure before renewals dropped from memory still spoils the span of the first kept", []results{{
+			sent:   []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7},
+			failed: []float64{0.05},
+		}}, 0, 1.7, 1500 * time.Millisecond},
 		{"writes outside the span are not counted", []results{{sent: []float64{-1, 1, 2, 9}}}, 0, 2, 2 * time.Second},
 		{"nothing written since", nil, 0, 5, 0},
 	} {
