@@ -344,8 +344,8 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 }
 
 // write renews the Lease with m as of sent (now), creating it if needed,
-// letting client-go retry the request if retry. maySent: the write may have reached the API
-// server and taken effect (it did if err is nil).
+// letting client-go retry the request if retry. maySent: the write may
+// have reached the API server and taken effect (it did if err is nil).
 func (h *Heartbeat) write(ctx context.Context, m Member, sent time.Time, retry bool) (maySent bool, err error) {
 	// A loaded API server may take longer than the fastest lease duration
 	// allowed; a late renewal still counts once it is seen back.

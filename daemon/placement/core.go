@@ -326,8 +326,8 @@ type Core struct {
 	paused map[netip.Addr]string
 	// provenTime is how long in all the API server is known to have
 	// served this node and its view to have kept up: the spans between
-	// consecutive own renewals written (see proven). A live peer's
-	// renewals cannot stay unseen through silent of it.
+	// consecutive own renewals written (see proven). A live peer renews
+	// within silent of it, unless its writes alone failed.
 	provenTime time.Duration
 	// awaySince is set while its Lease has gone unrenewed for a lease
 	// duration during this freeze (peers may have expired it and taken
@@ -866,7 +866,7 @@ func (c *Core) recordWrites(ws []Write, failed []FailedWrite, now time.Time) {
 		}
 	}
 	slices.SortFunc(fails, time.Time.Compare)
-	ws = slices.SortedFunc(slices.Values(ws), func(a, b Write) int { return a.Sent.Compare(b.Sent) })
+	slices.SortFunc(ws, func(a, b Write) int { return a.Sent.Compare(b.Sent) }) // the observation's, handed over
 	for _, w := range ws {
 		// The heartbeat writes one at a time, and reports a failure
 		// before it sends the next write: the failures sent before w
